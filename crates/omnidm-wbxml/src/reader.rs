@@ -308,6 +308,9 @@ impl<'a> Reader<'a> {
                     let has_content = self.open(tok, at)?;
                     return Ok(Some(Event::StartLiteral { name, has_content }));
                 }
+                END if !in_content => {
+                    return Err(Error::new(ErrorKind::UnbalancedEnd, at));
+                }
                 _ if !in_content => {
                     // Only PIs, SWITCH_PAGE and a start tag may precede the root element.
                     if is_global(tok) {
@@ -500,4 +503,583 @@ impl<'a> Reader<'a> {
 /// Whether `tok` is a global token (its low 6 bits are 0..=4) rather than a tag.
 fn is_global(tok: u8) -> bool {
     tok & TAG_MASK < crate::token::TAG_MIN
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::token::*;
+
+    /// WBXML 1.3, unknown public id 1, UTF-8, empty string table, then `body`.
+    fn doc(body: &[u8]) -> Vec<u8> {
+        let mut d = vec![0x03, 0x01, 0x6A, 0x00];
+        d.extend_from_slice(body);
+        d
+    }
+
+    /// WBXML 1.3 with string table `table`, then `body`.
+    fn doc_st(table: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut d = vec![0x03, 0x01, 0x6A, table.len() as u8];
+        d.extend_from_slice(table);
+        d.extend_from_slice(body);
+        d
+    }
+
+    fn read_all(input: &[u8], limits: Limits) -> Result<Vec<Event<'_>>, Error> {
+        let mut r = Reader::new(input, limits)?;
+        let mut out = Vec::new();
+        while let Some(ev) = r.next_event()? {
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    fn events(input: &[u8]) -> Result<Vec<Event<'_>>, Error> {
+        read_all(input, Limits::default())
+    }
+
+    fn err_kind(input: &[u8]) -> ErrorKind {
+        events(input).unwrap_err().kind
+    }
+
+    fn start(page: u8, token: u8, has_content: bool) -> Event<'static> {
+        Event::Start {
+            page,
+            token,
+            has_content,
+        }
+    }
+
+    // ---- header ----
+
+    #[test]
+    fn header_versions_and_known_public_ids() {
+        // (version byte, public id bytes, public id)
+        let cases: &[(u8, &[u8], u32)] = &[
+            (0x01, &[0x9F, 0x53], 0x0FD3), // SyncML 1.1
+            (0x02, &[0xA4, 0x01], 0x1201), // SyncML 1.2
+            (0x03, &[0x9F, 0x51], 0x0FD1), // SyncML 1.0
+            (0x03, &[0x04], 0x04),         // WML 1.3
+        ];
+        for &(version, id, want) in cases {
+            let mut d = vec![version];
+            d.extend_from_slice(id);
+            d.extend_from_slice(&[0x6A, 0x00, 0x45, 0x01]);
+            let r = Reader::new(&d, Limits::default()).unwrap();
+            assert_eq!(
+                r.header(),
+                &Header {
+                    version,
+                    public_id: PublicId::Known(want),
+                    charset: 106,
+                    string_table: &[],
+                }
+            );
+            assert_eq!(r.offset(), d.len() - 2);
+            assert_eq!(events(&d).unwrap(), vec![start(0, 5, true), Event::End]);
+        }
+    }
+
+    #[test]
+    fn header_literal_public_id() {
+        let table = b"-//SYNCML//DTD SyncML 1.2//EN\0";
+        let mut d = vec![0x03, 0x00, 0x00, 0x6A, table.len() as u8];
+        d.extend_from_slice(table);
+        d.push(0x05);
+        let r = Reader::new(&d, Limits::default()).unwrap();
+        assert_eq!(r.header().public_id, PublicId::Literal(0));
+        assert_eq!(
+            r.header().public_id_literal(),
+            Some(&b"-//SYNCML//DTD SyncML 1.2//EN"[..])
+        );
+        assert_eq!(r.header().string_table, table);
+        // Out of range.
+        let mut d = vec![0x03, 0x00, 0x40, 0x6A, 0x02, b'a', 0];
+        d.push(0x05);
+        assert_eq!(
+            Reader::new(&d, Limits::default()).unwrap_err().kind,
+            ErrorKind::StringTableOffset { offset: 0x40 }
+        );
+    }
+
+    #[test]
+    fn header_wbxml_1_0_has_no_charset() {
+        let d = [0x00, 0x01, 0x00, 0x05];
+        let r = Reader::new(&d, Limits::default()).unwrap();
+        assert_eq!(r.header().version, 0);
+        assert_eq!(r.header().charset, 0);
+        assert_eq!(events(&d).unwrap(), vec![start(0, 5, false), Event::End]);
+    }
+
+    #[test]
+    fn header_multibyte_charset() {
+        // ISO-8859-1 = 4, Shift_JIS = 17, big5 = 2026 (0x7EA -> 0x8F 0x6A)
+        let d = [0x03, 0x01, 0x8F, 0x6A, 0x00, 0x05];
+        assert_eq!(
+            Reader::new(&d, Limits::default()).unwrap().header().charset,
+            2026
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        let l = Limits::default();
+        assert_eq!(
+            Reader::new(&[], l).unwrap_err(),
+            Error::new(ErrorKind::UnexpectedEof, 0)
+        );
+        assert_eq!(
+            Reader::new(&[0x04, 0x01, 0x6A, 0x00], l).unwrap_err(),
+            Error::new(ErrorKind::UnsupportedVersion { version: 4 }, 0)
+        );
+        assert_eq!(
+            Reader::new(&[0x03, 0x01, 0x87, 0x77, 0x00], l).unwrap_err(),
+            Error::new(ErrorKind::UnsupportedCharset { charset: 1015 }, 2)
+        );
+        assert_eq!(
+            Reader::new(&[0x03, 0x01, 0x6A, 0x05, b'a'], l).unwrap_err(),
+            Error::new(ErrorKind::StringTableLength { length: 5 }, 3)
+        );
+        assert_eq!(
+            Reader::new(&[0x03, 0x81], l).unwrap_err(),
+            Error::new(ErrorKind::UnexpectedEof, 1)
+        );
+        assert_eq!(
+            Reader::new(&[0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], l)
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadMbUint
+        );
+    }
+
+    #[test]
+    fn empty_body_is_eof() {
+        assert_eq!(
+            events(&doc(&[])).unwrap_err(),
+            Error::new(ErrorKind::UnexpectedEof, 4)
+        );
+    }
+
+    // ---- tokens ----
+
+    #[test]
+    fn nesting_and_synthetic_end() {
+        // <A><B/><C>x</C></A>
+        let d = doc(&[0x45, 0x06, 0x47, STR_I, b'x', 0, END, END]);
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![
+                start(0, 5, true),
+                start(0, 6, false),
+                Event::End,
+                start(0, 7, true),
+                Event::Str(b"x"),
+                Event::End,
+                Event::End,
+            ]
+        );
+    }
+
+    #[test]
+    fn depth_is_tracked() {
+        let d = doc(&[0x45, 0x06, END]);
+        let mut r = Reader::new(&d, Limits::default()).unwrap();
+        assert_eq!(r.depth(), 0);
+        r.next_event().unwrap();
+        assert_eq!(r.depth(), 1);
+        r.next_event().unwrap();
+        assert_eq!(r.depth(), 2);
+        r.next_event().unwrap(); // synthetic End
+        assert_eq!(r.depth(), 1);
+        r.next_event().unwrap();
+        assert_eq!(r.depth(), 0);
+        assert_eq!(r.next_event().unwrap(), None);
+        assert_eq!(r.next_event().unwrap(), None);
+    }
+
+    #[test]
+    fn str_i_str_t_entity_opaque() {
+        let d = doc_st(
+            b"abc\0def\0",
+            &[
+                0x45, STR_I, b'h', b'i', 0, STR_T, 0x04, STR_T, 0x01, STR_T, 0x03, ENTITY, 0x81,
+                0x00, OPAQUE, 0x03, 0, 1, 2, OPAQUE, 0x00, STR_I, 0, END,
+            ],
+        );
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![
+                start(0, 5, true),
+                Event::Str(b"hi"),
+                Event::Str(b"def"),
+                Event::Str(b"bc"),
+                Event::Str(b""),
+                Event::Entity(0x80),
+                Event::Opaque(&[0, 1, 2]),
+                Event::Opaque(&[]),
+                Event::Str(b""),
+                Event::End,
+            ]
+        );
+    }
+
+    #[test]
+    fn string_table_without_final_nul_is_accepted() {
+        let d = doc_st(b"ab\0cd", &[0x45, STR_T, 0x03, END]);
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![start(0, 5, true), Event::Str(b"cd"), Event::End]
+        );
+    }
+
+    #[test]
+    fn str_t_out_of_range() {
+        let d = doc_st(b"ab\0", &[0x45, STR_T, 0x03, END]);
+        assert_eq!(
+            events(&d).unwrap_err(),
+            Error::new(ErrorKind::StringTableOffset { offset: 3 }, 8)
+        );
+        let d = doc(&[0x45, STR_T, 0x00, END]);
+        assert_eq!(err_kind(&d), ErrorKind::StringTableOffset { offset: 0 });
+    }
+
+    #[test]
+    fn literal_tags() {
+        let d = doc_st(
+            b"root\0leaf\0",
+            &[
+                LITERAL_C, 0x00, LITERAL, 0x05, LITERAL_AC, 0x05, 0x50, STR_I, b'v', 0, END, END,
+                END,
+            ],
+        );
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![
+                Event::StartLiteral {
+                    name: b"root",
+                    has_content: true
+                },
+                Event::StartLiteral {
+                    name: b"leaf",
+                    has_content: false
+                },
+                Event::End,
+                Event::StartLiteral {
+                    name: b"leaf",
+                    has_content: true
+                },
+                Event::End,
+                Event::End,
+            ]
+        );
+        // LITERAL_A: attributes, no content.
+        let d = doc_st(b"x\0", &[LITERAL_A, 0x00, 0x50, END]);
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![
+                Event::StartLiteral {
+                    name: b"x",
+                    has_content: false
+                },
+                Event::End
+            ]
+        );
+    }
+
+    #[test]
+    fn switch_page() {
+        let d = doc(&[
+            SWITCH_PAGE,
+            0x01,
+            0x45,
+            0x46,
+            SWITCH_PAGE,
+            0x00,
+            0x46,
+            END,
+            SWITCH_PAGE,
+            0x02,
+            0x07,
+            END,
+            END,
+        ]);
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![
+                start(1, 5, true),
+                start(1, 6, true),
+                start(0, 6, true),
+                Event::End,
+                start(2, 7, false),
+                Event::End,
+                Event::End,
+                Event::End,
+            ]
+        );
+        let mut r = Reader::new(&d, Limits::default()).unwrap();
+        while r.next_event().unwrap().is_some() {}
+        assert_eq!(r.tag_page(), 2);
+    }
+
+    #[test]
+    fn attributes_are_skipped() {
+        // Tag 0x05 with attributes and content; the attribute list uses every allowed token.
+        let d = doc_st(
+            b"name\0val\0",
+            &[
+                0xC5, // tag 5, attributes + content
+                0x05, // ATTRSTART
+                STR_I,
+                b'a',
+                0,    // value
+                0x85, // ATTRVALUE
+                STR_T,
+                0x05, // value from table
+                ENTITY,
+                0x20, // entity
+                EXT_I_0,
+                b'e',
+                0,
+                EXT_T_1,
+                0x81,
+                0x01,
+                EXT_2, // extensions
+                OPAQUE,
+                0x02,
+                0xAA,
+                0xBB, // opaque
+                SWITCH_PAGE,
+                0x03, // attribute page
+                LITERAL,
+                0x00, // literal attribute name
+                0x06, // ATTRSTART (page 3)
+                END,  // end of attributes
+                0x86, // tag 6 with attributes, no content
+                0x05,
+                END, // attribute list
+                STR_I,
+                b'c',
+                0,
+                END,
+            ],
+        );
+        let mut r = Reader::new(&d, Limits::default()).unwrap();
+        let mut evs = Vec::new();
+        while let Some(ev) = r.next_event().unwrap() {
+            evs.push(ev);
+        }
+        assert_eq!(
+            evs,
+            vec![
+                start(0, 5, true),
+                start(0, 6, false),
+                Event::End,
+                Event::Str(b"c"),
+                Event::End,
+            ]
+        );
+        assert_eq!(r.attr_page(), 3);
+        assert_eq!(r.tag_page(), 0);
+    }
+
+    #[test]
+    fn bad_tokens_in_attributes() {
+        for tok in [PI, LITERAL_A, LITERAL_C, LITERAL_AC] {
+            let d = doc(&[0xC5, 0x05, tok, 0x00, END, END]);
+            assert_eq!(
+                events(&d).unwrap_err(),
+                Error::new(ErrorKind::UnexpectedToken { token: tok }, 6)
+            );
+        }
+        // Attribute STR_T out of range.
+        let d = doc(&[0x85, 0x05, STR_T, 0x00, END]);
+        assert_eq!(err_kind(&d), ErrorKind::StringTableOffset { offset: 0 });
+        // Unterminated attribute list.
+        let d = doc(&[0x85, 0x05, STR_I, b'a', 0]);
+        assert_eq!(err_kind(&d), ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn extensions_are_skipped_in_content() {
+        let d = doc(&[
+            0x45, EXT_I_0, b'a', 0, EXT_I_1, 0, EXT_I_2, b'b', b'c', 0, EXT_T_0, 0x05, EXT_T_1,
+            0x81, 0x00, EXT_T_2, 0x00, EXT_0, EXT_1, EXT_2, STR_I, b'z', 0, END,
+        ]);
+        assert_eq!(
+            events(&d).unwrap(),
+            vec![start(0, 5, true), Event::Str(b"z"), Event::End]
+        );
+    }
+
+    #[test]
+    fn processing_instructions_are_skipped() {
+        // PI before the root, inside content, after the root.
+        let pi = [PI, 0x05, STR_I, b'x', 0, 0x85, END];
+        let mut body = Vec::new();
+        body.extend_from_slice(&pi);
+        body.push(0x45);
+        body.extend_from_slice(&pi);
+        body.push(END);
+        body.extend_from_slice(&pi);
+        body.extend_from_slice(&pi);
+        assert_eq!(
+            events(&doc(&body)).unwrap(),
+            vec![start(0, 5, true), Event::End]
+        );
+    }
+
+    #[test]
+    fn switch_page_before_root() {
+        let d = doc(&[SWITCH_PAGE, 0x07, 0x05]);
+        assert_eq!(events(&d).unwrap(), vec![start(7, 5, false), Event::End]);
+    }
+
+    #[test]
+    fn content_tokens_before_root_are_rejected() {
+        for tok in [STR_I, ENTITY, OPAQUE, STR_T, EXT_0, EXT_I_0, EXT_T_0] {
+            assert_eq!(
+                events(&doc(&[tok, 0, 0x05])).unwrap_err(),
+                Error::new(ErrorKind::UnexpectedToken { token: tok }, 4)
+            );
+        }
+        assert_eq!(
+            events(&doc(&[END])).unwrap_err(),
+            Error::new(ErrorKind::UnbalancedEnd, 4)
+        );
+    }
+
+    #[test]
+    fn trailing_data() {
+        // Zero padding is fine.
+        assert!(events(&doc(&[0x45, END, 0, 0, 0])).is_ok());
+        assert!(events(&doc(&[0x05, 0])).is_ok());
+        // Anything else is not.
+        assert_eq!(
+            events(&doc(&[0x45, END, END])).unwrap_err(),
+            Error::new(ErrorKind::TrailingData, 6)
+        );
+        assert_eq!(
+            events(&doc(&[0x45, END, 0x45, END])).unwrap_err(),
+            Error::new(ErrorKind::TrailingData, 6)
+        );
+        assert_eq!(
+            events(&doc(&[0x45, END, 0, 0x05])).unwrap_err(),
+            Error::new(ErrorKind::TrailingData, 6)
+        );
+        // Trailing data is reported after the root's End, instead of None.
+        let d = doc(&[0x05, 0x07]);
+        let mut r = Reader::new(&d, Limits::default()).unwrap();
+        assert_eq!(r.next_event().unwrap(), Some(start(0, 5, false)));
+        assert_eq!(r.next_event().unwrap(), Some(Event::End));
+        assert_eq!(r.next_event().unwrap_err().kind, ErrorKind::TrailingData);
+    }
+
+    #[test]
+    fn truncation_is_eof() {
+        let full = doc(&[
+            0x45,
+            STR_I,
+            b'a',
+            0,
+            OPAQUE,
+            0x02,
+            1,
+            2,
+            ENTITY,
+            0x81,
+            0x00,
+            SWITCH_PAGE,
+            1,
+            0x46,
+            END,
+            END,
+        ]);
+        for cut in 4..full.len() {
+            assert_eq!(
+                err_kind(&full[..cut]),
+                ErrorKind::UnexpectedEof,
+                "cut at {cut}"
+            );
+        }
+        assert!(events(&full).is_ok());
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let d = doc(&[0x45, STR_T, 0x09]);
+        let mut r = Reader::new(&d, Limits::default()).unwrap();
+        r.next_event().unwrap();
+        let e = r.next_event().unwrap_err();
+        assert_eq!(r.next_event().unwrap_err(), e);
+    }
+
+    #[test]
+    fn bad_mb_in_content() {
+        let d = doc(&[0x45, ENTITY, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, END]);
+        assert_eq!(events(&d).unwrap_err(), Error::new(ErrorKind::BadMbUint, 6));
+        let d = doc(&[0x45, OPAQUE, 0x8F, 0xFF, 0xFF, 0xFF, 0x7F, END]);
+        assert_eq!(err_kind(&d), ErrorKind::UnexpectedEof);
+    }
+
+    // ---- limits ----
+
+    #[test]
+    fn depth_limit() {
+        let limits = Limits {
+            max_depth: 3,
+            ..Limits::default()
+        };
+        // Depth 3, innermost without content: fine.
+        assert!(read_all(&doc(&[0x45, 0x45, 0x05, END, END]), limits).is_ok());
+        // Depth 4.
+        assert_eq!(
+            read_all(&doc(&[0x45, 0x45, 0x45, 0x05, END, END, END]), limits).unwrap_err(),
+            Error::new(ErrorKind::DepthLimit { limit: 3 }, 7)
+        );
+    }
+
+    #[test]
+    fn input_limit() {
+        let d = doc(&[0x05]);
+        let limits = Limits {
+            max_input: 4,
+            ..Limits::default()
+        };
+        assert_eq!(
+            Reader::new(&d, limits).unwrap_err().kind,
+            ErrorKind::InputLimit { limit: 4 }
+        );
+        let limits = Limits {
+            max_input: 5,
+            ..Limits::default()
+        };
+        assert!(read_all(&d, limits).is_ok());
+    }
+
+    #[test]
+    fn token_limit_counts_skipped_tokens() {
+        // 0x45, PI, 0x05, END(pi), END: 5 tokens.
+        let d = doc(&[0x45, PI, 0x05, END, END]);
+        let at = |n| Limits {
+            max_tokens: n,
+            ..Limits::default()
+        };
+        assert!(read_all(&d, at(5)).is_ok());
+        assert_eq!(
+            read_all(&d, at(4)).unwrap_err(),
+            Error::new(ErrorKind::TokenLimit { limit: 4 }, 8)
+        );
+    }
+
+    #[test]
+    fn display_names_offset_and_limit() {
+        let e = Error::new(ErrorKind::DepthLimit { limit: 64 }, 17);
+        assert_eq!(
+            e.to_string(),
+            "element nesting deeper than the limit of 64 at byte 17"
+        );
+        let e = Error::new(ErrorKind::UnexpectedToken { token: 0x44 }, 3);
+        assert_eq!(e.to_string(), "unexpected token 0x44 at byte 3");
+    }
 }
