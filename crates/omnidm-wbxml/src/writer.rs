@@ -221,3 +221,135 @@ impl Writer {
         self.out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{Event, Limits, Reader};
+
+    #[test]
+    fn header_bytes() {
+        let w = Writer::new(0x02, PublicId::Known(0x1201), 106);
+        assert_eq!(w.as_bytes(), &[0x02, 0xA4, 0x01, 0x6A, 0x00]);
+        assert_eq!(w.len(), 5);
+        assert_eq!(header_len(0x02, PublicId::Known(0x1201), 106, 0), 5);
+        assert!(!w.is_empty());
+
+        let w = Writer::new(0x01, PublicId::Known(0x0FD3), 106);
+        assert_eq!(w.finish(), vec![0x01, 0x9F, 0x53, 0x6A, 0x00]);
+
+        // WBXML 1.0: no charset.
+        let w = Writer::new(0x00, PublicId::Known(1), 106);
+        assert_eq!(w.finish(), vec![0x00, 0x01, 0x00]);
+        assert_eq!(header_len(0x00, PublicId::Known(1), 106, 0), 3);
+
+        let table = b"-//X//Y//EN\0";
+        let w = Writer::with_string_table(0x03, PublicId::Literal(0), 4, table);
+        let mut want = vec![0x03, 0x00, 0x00, 0x04, table.len() as u8];
+        want.extend_from_slice(table);
+        assert_eq!(w.len(), want.len());
+        assert_eq!(
+            header_len(0x03, PublicId::Literal(0), 4, table.len()),
+            want.len()
+        );
+        let doc = w.finish();
+        assert_eq!(doc, want);
+        let mut doc = doc;
+        doc.push(0x05);
+        let r = Reader::new(&doc, Limits::default()).unwrap();
+        assert_eq!(r.header().public_id_literal(), Some(&b"-//X//Y//EN"[..]));
+    }
+
+    #[test]
+    fn tokens_and_switch_page() {
+        let mut w = Writer::new(0x03, PublicId::Known(1), 106);
+        assert_eq!(w.start_len(0), 1);
+        assert_eq!(w.start_len(1), 3);
+        w.start(0, 0x2D, true);
+        w.start(1, 0x07, true);
+        w.str_i(b"b64").unwrap();
+        w.end();
+        w.start(1, 0x13, false);
+        w.start(0, 0x0F, true);
+        w.opaque(&[1, 2, 3]);
+        w.entity(0x3C);
+        w.str_t(0x81);
+        w.end();
+        assert_eq!(w.depth(), 1);
+        w.end();
+        assert_eq!(w.depth(), 0);
+        let doc = w.finish();
+        assert_eq!(
+            &doc[4..],
+            &[
+                0x6D, 0x00, 0x01, 0x47, 0x03, b'b', b'6', b'4', 0x00, 0x01, 0x13, 0x00, 0x00, 0x4F,
+                0xC3, 0x03, 1, 2, 3, 0x02, 0x3C, 0x83, 0x81, 0x01, 0x01, 0x01,
+            ]
+        );
+    }
+
+    #[test]
+    fn str_i_rejects_nul() {
+        let mut w = Writer::new(0x03, PublicId::Known(1), 106);
+        w.start(0, 5, true);
+        let before = w.len();
+        assert_eq!(
+            w.str_i(b"a\0b").unwrap_err(),
+            Error::new(ErrorKind::NulInString, before)
+        );
+        assert_eq!(w.len(), before);
+    }
+
+    #[test]
+    fn size_calculators() {
+        assert_eq!(str_i_len(b""), 2);
+        assert_eq!(str_i_len(b"abc"), 5);
+        assert_eq!(opaque_len(0), 2);
+        assert_eq!(opaque_len(127), 129);
+        assert_eq!(opaque_len(128), 131);
+        for n in [0usize, 1, 127, 128, 300, 20_000] {
+            let mut w = Writer::new(0x03, PublicId::Known(1), 106);
+            let before = w.len();
+            w.opaque(&vec![7u8; n]);
+            assert_eq!(w.len() - before, opaque_len(n));
+            let before = w.len();
+            let s = vec![b'x'; n];
+            w.str_i(&s).unwrap();
+            assert_eq!(w.len() - before, str_i_len(&s));
+        }
+    }
+
+    #[test]
+    fn round_trip_simple() {
+        let mut w = Writer::new(0x03, PublicId::Known(1), 106);
+        w.start(2, 0x3F, true);
+        w.start(2, 0x05, false);
+        w.str_i(b"x").unwrap();
+        w.end();
+        let doc = w.finish();
+        let mut r = Reader::new(&doc, Limits::default()).unwrap();
+        let mut evs = Vec::new();
+        while let Some(ev) = r.next_event().unwrap() {
+            evs.push(ev);
+        }
+        assert_eq!(
+            evs,
+            vec![
+                Event::Start {
+                    page: 2,
+                    token: 0x3F,
+                    has_content: true
+                },
+                Event::Start {
+                    page: 2,
+                    token: 0x05,
+                    has_content: false
+                },
+                Event::End,
+                Event::Str(b"x"),
+                Event::End,
+            ]
+        );
+    }
+}
