@@ -560,7 +560,7 @@ mod tests {
             (0x01, &[0x9F, 0x53], 0x0FD3), // SyncML 1.1
             (0x02, &[0xA4, 0x01], 0x1201), // SyncML 1.2
             (0x03, &[0x9F, 0x51], 0x0FD1), // SyncML 1.0
-            (0x03, &[0x04], 0x04),         // WML 1.3
+            (0x03, &[0x0A], 0x0A),         // WML 1.3
         ];
         for &(version, id, want) in cases {
             let mut d = vec![version];
