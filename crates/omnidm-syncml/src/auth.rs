@@ -412,13 +412,13 @@ impl HmacHeader {
     /// ignored, as HTTP parameter lists allow (§5.4.3 uses the RFC 2616 `#rule`).
     pub fn parse(value: &str) -> Result<HmacHeader, AuthError> {
         let mut rest = value.trim();
-        if rest.len() >= HMAC_HEADER_NAME.len() + 1
-            && rest.is_char_boundary(HMAC_HEADER_NAME.len())
-            && rest[..HMAC_HEADER_NAME.len()].eq_ignore_ascii_case(HMAC_HEADER_NAME)
-            && rest[HMAC_HEADER_NAME.len()..].trim_start().starts_with(':')
+        if let Some(head) = rest.get(..HMAC_HEADER_NAME.len())
+            && head.eq_ignore_ascii_case(HMAC_HEADER_NAME)
+            && let Some(after) = rest
+                .get(HMAC_HEADER_NAME.len()..)
+                .and_then(|r| r.trim_start().strip_prefix(':'))
         {
-            rest = rest[HMAC_HEADER_NAME.len()..].trim_start();
-            rest = rest.get(1..).unwrap_or("");
+            rest = after;
         }
         let mut algorithm = None;
         let mut username = None;
@@ -432,7 +432,7 @@ impl HmacHeader {
                 .find('=')
                 .ok_or(Malformed::HmacHeader("parameter without '='"))?;
             let name = rest[..eq].trim();
-            if name.is_empty() || name.contains(|c: char| c == ',' || c == '"') {
+            if name.is_empty() || name.contains([',', '"']) {
                 return Err(Malformed::HmacHeader("bad parameter name").into());
             }
             rest = rest[eq + 1..].trim_start();
@@ -570,10 +570,10 @@ pub fn verify_cred(
     expected: &Credentials,
     nonce: &Nonce,
 ) -> Result<Verified, AuthError> {
-    if let Some(f) = wire_format {
-        if !f.trim().eq_ignore_ascii_case(FORMAT_B64) {
-            return Err(AuthError::Unsupported(Unsupported::Format(f.to_string())));
-        }
+    if let Some(f) = wire_format
+        && !f.trim().eq_ignore_ascii_case(FORMAT_B64)
+    {
+        return Err(AuthError::Unsupported(Unsupported::Format(f.to_string())));
     }
     if wire_data.trim().is_empty() {
         return Err(AuthError::Missing);
