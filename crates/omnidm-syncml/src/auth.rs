@@ -128,8 +128,9 @@ impl Nonce {
         &self.0
     }
 
-    /// The nonces a peer may fall back to during nonce resynchronisation (DM Notification 1.2
-    /// §6.2 "Nonce Resynchronisation": the "special nonce value 0x00000000"). The spec text is
+    /// The nonces a peer may fall back to during nonce resynchronisation (DM Notification 1.2,
+    /// "Nonce Resynchronisation" under §6.1 Server Alerted Management Session: the "special
+    /// nonce value 0x00000000", used for package 0 and for the session that follows). The spec text is
     /// ambiguous: libdmclient uses the ten ASCII characters `0x00000000`, other clients use four
     /// zero octets, so both are returned, most common first.
     pub fn resync_candidates() -> [Nonce; 2] {
