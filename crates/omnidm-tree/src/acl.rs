@@ -237,3 +237,71 @@ impl FromStr for Acl {
         Acl::parse(s)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example() {
+        // TND §7.7.1.5 example ACL.
+        let s = "Add=www.sonera.fi-8765&Delete=www.sonera.fi-8765&Replace=www.sonera.fi-8765+321_&Get=*";
+        let acl = Acl::parse(s).unwrap();
+        assert!(acl.permits(AclCommand::Get, "anyone"));
+        assert!(acl.permits(AclCommand::Replace, "321_"));
+        assert!(acl.permits(AclCommand::Add, "www.sonera.fi-8765"));
+        assert!(!acl.permits(AclCommand::Add, "321_"));
+        assert!(!acl.permits(AclCommand::Exec, "www.sonera.fi-8765"));
+        assert_eq!(
+            acl.to_string(),
+            "Add=www.sonera.fi-8765&Delete=www.sonera.fi-8765&Get=*&Replace=www.sonera.fi-8765+321_"
+        );
+    }
+
+    #[test]
+    fn liberal_parsing() {
+        assert!(Acl::parse("").unwrap().is_empty());
+        assert!(Acl::parse("  ").unwrap().is_empty());
+        let acl = Acl::parse("get=a&&Get=b+a&Exec=&Replace = c &").unwrap();
+        assert_eq!(acl.to_string(), "Get=a+b&Replace=c");
+        let wild = Acl::parse("Get=a+*+b").unwrap();
+        assert_eq!(wild.grant_for(AclCommand::Get), Some(&AclGrant::Any));
+        assert_eq!(wild.to_string(), "Get=*");
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            Acl::parse("Copy=*"),
+            Err(AclError::UnknownCommand(_))
+        ));
+        assert!(matches!(Acl::parse("Get"), Err(AclError::MissingEquals(_))));
+        assert!(matches!(
+            Acl::parse("Get=a b"),
+            Err(AclError::InvalidServerId(_))
+        ));
+        assert!(matches!(
+            Acl::parse("Get=a=b"),
+            Err(AclError::InvalidServerId(_))
+        ));
+        let mut acl = Acl::new();
+        assert!(acl.grant(AclCommand::Get, "x*").is_err());
+    }
+
+    #[test]
+    fn editing() {
+        let mut acl = Acl::new();
+        acl.grant(AclCommand::Replace, "srv1").unwrap();
+        acl.grant(AclCommand::Replace, "srv2").unwrap();
+        acl.grant(AclCommand::Replace, "srv1").unwrap();
+        acl.grant_all(AclCommand::Get);
+        assert_eq!(acl.to_string(), "Get=*&Replace=srv1+srv2");
+        acl.revoke_server(AclCommand::Replace, "srv1");
+        assert_eq!(acl.to_string(), "Get=*&Replace=srv2");
+        acl.revoke_server(AclCommand::Replace, "srv2");
+        acl.revoke(AclCommand::Get);
+        assert!(acl.is_empty());
+        assert_eq!(acl.to_string(), "");
+    }
+}

@@ -446,3 +446,153 @@ impl NodeValue {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names() {
+        for f in Format::ALL {
+            assert_eq!(f.to_string().parse::<Format>().unwrap(), f);
+        }
+        assert_eq!(" CHR ".parse::<Format>().unwrap(), Format::Chr);
+        assert_eq!("Node".parse::<Format>().unwrap(), Format::Node);
+        assert_eq!("string".parse::<Format>().unwrap(), Format::Chr);
+        assert!(matches!(
+            "mchr".parse::<Format>(),
+            Err(FormatError::UnknownFormat(_))
+        ));
+    }
+
+    #[test]
+    fn scalar_values() {
+        use NodeValue as V;
+        assert_eq!(V::parse(Format::Bool, "true").unwrap(), V::Bool(true));
+        assert_eq!(V::parse(Format::Bool, " FALSE\n").unwrap(), V::Bool(false));
+        assert_eq!(V::parse(Format::Bool, "1").unwrap(), V::Bool(true));
+        assert!(V::parse(Format::Bool, "yes").is_err());
+        assert_eq!(V::parse(Format::Int, "10").unwrap(), V::Int(10));
+        assert_eq!(V::parse(Format::Int, "+7").unwrap(), V::Int(7));
+        assert_eq!(
+            V::parse(Format::Int, "-2147483648").unwrap(),
+            V::Int(i32::MIN)
+        );
+        assert!(matches!(
+            V::parse(Format::Int, "2147483648"),
+            Err(FormatError::IntOutOfRange(_))
+        ));
+        assert!(matches!(
+            V::parse(Format::Int, "1.5"),
+            Err(FormatError::InvalidInt(_))
+        ));
+        assert!(V::parse(Format::Int, "").is_err());
+        assert_eq!(V::parse(Format::Float, "1.5").unwrap(), V::Float(1.5));
+        assert_eq!(
+            V::parse(Format::Float, "-INF").unwrap(),
+            V::Float(f64::NEG_INFINITY)
+        );
+        assert_eq!(V::Float(f64::INFINITY).to_wire(), "INF");
+        assert!(V::parse(Format::Float, "abc").is_err());
+        assert_eq!(V::parse(Format::Null, "").unwrap(), V::Null);
+        assert_eq!(V::parse(Format::Chr, " a ").unwrap(), V::Chr(" a ".into()));
+    }
+
+    #[test]
+    fn binary_values() {
+        use NodeValue as V;
+        assert_eq!(
+            V::parse(Format::B64, "MTIzNDU2Nzg5MDEy").unwrap(),
+            V::B64(b"123456789012".to_vec())
+        );
+        // Wrapped and unpadded base64 are accepted.
+        assert_eq!(
+            V::parse(Format::B64, "aGVs\r\nbG8").unwrap(),
+            V::B64(b"hello".to_vec())
+        );
+        assert!(V::parse(Format::B64, "!!").is_err());
+        let bin = V::parse_bytes(Format::Bin, &[0, 255]).unwrap();
+        assert_eq!(bin, V::Bin(vec![0, 255]));
+        assert_eq!(bin.wire_format(), Format::B64);
+        assert_eq!(bin.to_wire(), "AP8=");
+        assert_eq!(
+            V::parse_bytes(Format::Chr, &[0xff]),
+            Err(FormatError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn dates_and_times() {
+        use NodeValue as V;
+        for ok in ["2024-05-01", "20240501", "2000-02-29"] {
+            assert!(V::parse(Format::Date, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "2024-5-1",
+            "1900-02-29",
+            "2024-13-01",
+            "2024-04-31",
+            "24-05-01",
+            "２０２４0501",
+        ] {
+            assert!(V::parse(Format::Date, bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "12:30:00",
+            "123000Z",
+            "12:30:00Z",
+            "12:30:00+01:00",
+            "123000-0500",
+            "12:30:00.250Z",
+            "12:30",
+            "2024-05-01T10:15:30Z",
+            "23:59:60Z",
+        ] {
+            assert!(V::parse(Format::Time, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "25:00:00",
+            "12:60:00",
+            "123",
+            "12:30:00+1",
+            "12:30:00+ab:cd",
+            "12:3x:00",
+            "12:30.5",
+            "T12:30:00",
+            "12:30:00+0é",
+        ] {
+            assert!(V::parse(Format::Time, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn node_children() {
+        let v = NodeValue::parse(Format::Node, "DevId/Man/Mod/DmV/Lang").unwrap();
+        assert_eq!(
+            v,
+            NodeValue::Node(vec![
+                "DevId".into(),
+                "Man".into(),
+                "Mod".into(),
+                "DmV".into(),
+                "Lang".into()
+            ])
+        );
+        assert_eq!(v.to_wire(), "DevId/Man/Mod/DmV/Lang");
+        assert_eq!(
+            NodeValue::parse(Format::Node, "").unwrap(),
+            NodeValue::Node(vec![])
+        );
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(MimeType::default().as_str(), "text/plain");
+        assert!(MimeType::new("application/vnd.syncml.dmtnds+xml").is_ok());
+        assert!(MimeType::new("text/plain; charset=UTF-8").is_ok());
+        assert!(MimeType::new("text").is_err());
+        assert!(MimeType::new("text/").is_err());
+        assert!(MimeType::new("te xt/plain").is_err());
+    }
+}

@@ -976,3 +976,317 @@ impl MgmtTree {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::acl::AclCommand;
+
+    fn read(s: &str) -> TndsRead {
+        MgmtTree::read(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn minimal_devinfo() {
+        let r = read(
+            "<MgmtTree><VerDTD>1.2</VerDTD><Node><NodeName>DevInfo</NodeName>\
+             <Node><NodeName>Mod</NodeName><RTProperties><Format><chr/></Format>\
+             </RTProperties><Value>AM-200</Value></Node></Node></MgmtTree>",
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let flat: Vec<_> = r.tree.flatten().map(Result::unwrap).collect();
+        assert_eq!(flat.len(), 2);
+        assert_eq!(flat[0].uri.to_string(), "./DevInfo");
+        assert_eq!(flat[0].format, Format::Node);
+        assert_eq!(flat[1].uri.to_string(), "./DevInfo/Mod");
+        assert_eq!(flat[1].format, Format::Chr);
+        assert_eq!(flat[1].value, Some("AM-200"));
+    }
+
+    #[test]
+    fn namespaces_prefixes_and_liberal_forms() {
+        let r = read(
+            "<?xml version='1.0'?>\n<!DOCTYPE MgmtTree>\
+             <dm:MgmtTree xmlns:dm='syncml:dmddf1.2'><dm:VerDTD>1.2</dm:VerDTD>\
+             <dm:Node><dm:NodeName> FUMO </dm:NodeName><dm:Path>./Vendor/</dm:Path>\
+             <dm:RTProperties><dm:Format> node </dm:Format>\
+             <dm:Type>text/plain</dm:Type><dm:Size>12</dm:Size></dm:RTProperties>\
+             <dm:Value><![CDATA[<a>&</a>]]> &amp;&#65;&#x42;</dm:Value>\
+             </dm:Node></dm:MgmtTree>",
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let n = &r.tree.nodes[0];
+        assert_eq!(n.name, "FUMO");
+        assert_eq!(n.props.format, Some(Format::Node));
+        assert_eq!(n.props.type_, Some(NodeType::Mime("text/plain".into())));
+        assert_eq!(n.props.size, Some(12));
+        assert_eq!(n.value.as_deref(), Some("<a>&</a> &AB"));
+        let flat: Vec<_> = r.tree.flatten().collect();
+        assert_eq!(flat[0].as_ref().unwrap().uri.to_string(), "./Vendor/FUMO");
+    }
+
+    #[test]
+    fn unknown_elements_are_warnings() {
+        let r = read(
+            "<MgmtTree><VerDTD>1.2</VerDTD><Extra><Node><NodeName>X</NodeName></Node></Extra>\
+             <Node><NodeName>A</NodeName><DFProperties><AccessType/></DFProperties>\
+             <RTProperties><Owner>me</Owner><Size>big</Size><ACL>Copy=*</ACL>\
+             <Format><mchr/></Format></RTProperties><Value>v<b>x</b></Value></Node>\
+             <Node/></MgmtTree><Trailing/>",
+        );
+        let t = &r.tree;
+        assert_eq!(t.nodes.len(), 2);
+        assert_eq!(t.nodes[0].name, "A");
+        assert_eq!(t.nodes[0].value.as_deref(), Some("v"));
+        let unknown: Vec<_> = r
+            .warnings
+            .iter()
+            .filter_map(|w| match w {
+                TndsWarning::UnknownElement { name, parent, .. } => Some((name.as_str(), *parent)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unknown,
+            [
+                ("Extra", "MgmtTree"),
+                ("DFProperties", "Node"),
+                ("Owner", "RTProperties"),
+                ("b", "Value"),
+                ("Trailing", "")
+            ]
+        );
+        let invalid: Vec<_> = r
+            .warnings
+            .iter()
+            .filter_map(|w| match w {
+                TndsWarning::InvalidProperty { property, .. } => Some(*property),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(invalid, [Property::Size, Property::Acl, Property::Format]);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| matches!(w, TndsWarning::MissingNodeName { .. }))
+        );
+    }
+
+    #[test]
+    fn structural_errors() {
+        assert!(matches!(
+            MgmtTree::read(b"<SyncML/>"),
+            Err(TndsError::UnexpectedRoot(r)) if r == "SyncML"
+        ));
+        assert_eq!(MgmtTree::read(b""), Err(TndsError::MissingMgmtTree));
+        assert!(matches!(
+            MgmtTree::read(b"<MgmtTree><Node>"),
+            Err(TndsError::Xml { .. })
+        ));
+        assert!(matches!(
+            MgmtTree::read(b"<MgmtTree></Node>"),
+            Err(TndsError::Xml { .. })
+        ));
+        assert!(matches!(
+            MgmtTree::read(b"<MgmtTree>\xff</MgmtTree>"),
+            Err(TndsError::NotUtf8 { offset: 10 })
+        ));
+        let r = read("<MgmtTree/>");
+        assert_eq!(r.warnings, [TndsWarning::MissingVerDtd]);
+    }
+
+    #[test]
+    fn limits_are_named() {
+        let limits = TndsLimits {
+            max_input_bytes: 1000,
+            max_depth: 4,
+            max_nodes: 2,
+        };
+        let deep = "<MgmtTree><Node><Node><Node><Node></Node></Node></Node></Node></MgmtTree>";
+        assert_eq!(
+            MgmtTree::read_with(
+                deep.as_bytes(),
+                &TndsLimits {
+                    max_nodes: 10,
+                    ..limits
+                }
+            ),
+            Err(TndsError::LimitExceeded {
+                limit: TndsLimit::Depth,
+                max: 4
+            })
+        );
+        let many = "<MgmtTree><Node/><Node/><Node/></MgmtTree>";
+        let err = MgmtTree::read_with(many.as_bytes(), &limits).unwrap_err();
+        assert_eq!(
+            err,
+            TndsError::LimitExceeded {
+                limit: TndsLimit::Nodes,
+                max: 2
+            }
+        );
+        assert!(err.to_string().contains("max_nodes"));
+        let big = vec![b' '; 1001];
+        assert!(matches!(
+            MgmtTree::read_with(&big, &limits),
+            Err(TndsError::LimitExceeded {
+                limit: TndsLimit::InputBytes,
+                ..
+            })
+        ));
+    }
+
+    fn sample_tree() -> MgmtTree {
+        let mut acl = Acl::new();
+        acl.grant_all(AclCommand::Get);
+        acl.grant(AclCommand::Replace, "dm.example.com").unwrap();
+        MgmtTree {
+            ver_dtd: "1.2".into(),
+            man: Some("Acme & Co".into()),
+            mod_: None,
+            nodes: vec![TndsNode {
+                name: "FUMO".into(),
+                path: Some(".".into()),
+                props: RtProperties {
+                    acl: Some(acl),
+                    format: Some(Format::Node),
+                    type_: Some(NodeType::DdfName("urn:oma:mo:oma-fumo:1.0".into())),
+                    ..RtProperties::default()
+                },
+                value: None,
+                children: vec![TndsNode {
+                    name: "State".into(),
+                    props: RtProperties {
+                        format: Some(Format::Int),
+                        size: Some(2),
+                        ..RtProperties::default()
+                    },
+                    value: Some("10".into()),
+                    ..TndsNode::default()
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn writer_is_byte_exact() {
+        let expected = "<MgmtTree xmlns=\"syncml:dmddf1.2\">
+  <VerDTD>1.2</VerDTD>
+  <Man>Acme &amp; Co</Man>
+  <Node>
+    <NodeName>FUMO</NodeName>
+    <Path>.</Path>
+    <RTProperties>
+      <ACL>Get=*&amp;Replace=dm.example.com</ACL>
+      <Format><node/></Format>
+      <Type><DDFName>urn:oma:mo:oma-fumo:1.0</DDFName></Type>
+    </RTProperties>
+    <Node>
+      <NodeName>State</NodeName>
+      <RTProperties>
+        <Format><int/></Format>
+        <Size>2</Size>
+      </RTProperties>
+      <Value>10</Value>
+    </Node>
+  </Node>
+</MgmtTree>
+";
+        let tree = sample_tree();
+        assert_eq!(tree.write(), expected);
+        let back = read(expected);
+        assert!(back.warnings.is_empty());
+        assert_eq!(back.tree, tree);
+    }
+
+    #[test]
+    fn control_characters_survive() {
+        let mut tree = sample_tree();
+        tree.nodes[0].children[0].value = Some("a\r\nb\tc\u{1}<>&\"'".into());
+        let text = tree.write();
+        assert!(text.contains("a&#13;\nb\tc&#1;&lt;&gt;&amp;\"'"));
+        assert_eq!(read(&text).tree, tree);
+    }
+
+    #[test]
+    fn flat_round_trip() {
+        let tree = sample_tree();
+        let entries: Vec<FlatEntry> = tree
+            .flatten()
+            .map(Result::unwrap)
+            .map(|f| FlatEntry {
+                uri: f.uri,
+                props: f.props.clone(),
+                value: f.value.map(str::to_owned),
+            })
+            .collect();
+        let mut rebuilt = MgmtTree::from_flat("1.2", entries);
+        rebuilt.man = tree.man.clone();
+        assert_eq!(rebuilt, tree);
+    }
+
+    #[test]
+    fn from_flat_creates_ancestors() {
+        let uri = |s: &str| TreeUri::parse(s).unwrap();
+        let rows = vec![
+            FlatEntry {
+                uri: uri("./DMAcc/xyzInc/Addr"),
+                value: Some("https://dm.example.com".into()),
+                ..FlatEntry::default()
+            },
+            FlatEntry {
+                uri: uri("./DevInfo/Mod"),
+                value: Some("AM-200".into()),
+                ..FlatEntry::default()
+            },
+            FlatEntry {
+                uri: uri("./DMAcc/xyzInc/ServerID"),
+                value: Some("dm.example.com".into()),
+                ..FlatEntry::default()
+            },
+            FlatEntry {
+                uri: TreeUri::root(),
+                ..FlatEntry::default()
+            },
+        ];
+        let t = MgmtTree::from_flat("1.2", rows);
+        let uris: Vec<String> = t.flatten().map(|f| f.unwrap().uri.to_string()).collect();
+        assert_eq!(
+            uris,
+            [
+                "./DMAcc",
+                "./DMAcc/xyzInc",
+                "./DMAcc/xyzInc/Addr",
+                "./DMAcc/xyzInc/ServerID",
+                "./DevInfo",
+                "./DevInfo/Mod"
+            ]
+        );
+    }
+
+    #[test]
+    fn flatten_reports_bad_names_and_skips_subtree() {
+        let t = MgmtTree {
+            nodes: vec![
+                TndsNode {
+                    name: "..".into(),
+                    children: vec![TndsNode {
+                        name: "x".into(),
+                        ..TndsNode::default()
+                    }],
+                    ..TndsNode::default()
+                },
+                TndsNode {
+                    name: "ok".into(),
+                    ..TndsNode::default()
+                },
+            ],
+            ..MgmtTree::default()
+        };
+        let out: Vec<_> = t.flatten().collect();
+        assert_eq!(out.len(), 2);
+        assert!(out[0].is_err());
+        assert_eq!(out[1].as_ref().unwrap().uri.to_string(), "./ok");
+    }
+}

@@ -591,3 +591,178 @@ impl FromStr for UriPattern {
         UriPattern::parse(s)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> TreeUri {
+        TreeUri::parse(s).unwrap()
+    }
+
+    #[test]
+    fn forms_normalize() {
+        assert_eq!(u("./DevInfo/Mod"), u("DevInfo/Mod"));
+        assert_eq!(u("./DevInfo/"), u("./DevInfo"));
+        assert_eq!(u("./DevInfo/Mod").to_string(), "./DevInfo/Mod");
+        assert_eq!(u("DevInfo/Mod").to_relative_string(), "DevInfo/Mod");
+        assert!(u(".").is_root());
+        assert!(u("./").is_root());
+        assert_eq!(u(".").to_string(), ".");
+        assert_eq!(u("./FUMO/fw1/State").depth(), 3);
+        assert_eq!(u("./FUMO/fw1/State").name(), Some("State"));
+        assert_eq!(u("./FUMO/fw1/State").segment(1), Some("fw1"));
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert_eq!(TreeUri::parse(""), Err(UriError::Empty));
+        assert_eq!(TreeUri::parse("/A"), Err(UriError::LeadingSlash));
+        assert_eq!(
+            TreeUri::parse("./A//B"),
+            Err(UriError::EmptySegment { index: 1 })
+        );
+        assert!(matches!(
+            TreeUri::parse("./A/../B"),
+            Err(UriError::DotSegment { .. })
+        ));
+        assert!(matches!(
+            TreeUri::parse("A/./B"),
+            Err(UriError::DotSegment { .. })
+        ));
+        assert!(TreeUri::parse(".//").is_err());
+        assert!(TreeUri::parse("./A//").is_err());
+        assert!(TreeUri::parse("./A\u{1}").is_err());
+        assert!(TreeUri::parse("?prop=ACL").is_err());
+    }
+
+    #[test]
+    fn limits_are_named() {
+        let limits = UriLimits {
+            max_depth: 2,
+            max_segment_len: 4,
+            max_total_len: 20,
+        };
+        let err = |s| TreeUri::parse_with(s, &limits).unwrap_err();
+        assert!(matches!(
+            err("./A/B/C"),
+            UriError::LimitExceeded {
+                limit: UriLimit::Depth,
+                max: 2,
+                actual: 3
+            }
+        ));
+        assert!(matches!(
+            err("./ABCDE"),
+            UriError::LimitExceeded {
+                limit: UriLimit::SegmentLength,
+                ..
+            }
+        ));
+        assert!(matches!(
+            err("./A/B/C/D/E/F/G/H/I/J/K"),
+            UriError::LimitExceeded {
+                limit: UriLimit::TotalLength,
+                ..
+            }
+        ));
+        assert!(err("./ABCDE").to_string().contains("max_segment_len"));
+        let deep = TreeUri::parse_with("./A/B", &limits).unwrap();
+        assert!(matches!(
+            deep.join_with("C", &limits),
+            Err(UriError::LimitExceeded {
+                limit: UriLimit::Depth,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn escaping() {
+        let x = u("./Vendor/a%2Fb/c%25d/e%3Ff/%41");
+        assert_eq!(x.segment(1), Some("a/b"));
+        assert_eq!(x.segment(2), Some("c%d"));
+        assert_eq!(x.segment(3), Some("e?f"));
+        assert_eq!(x.segment(4), Some("%41"));
+        assert_eq!(x.to_string(), "./Vendor/a%2Fb/c%25d/e%3Ff/%2541");
+        assert_eq!(u(&x.to_string()), x);
+        let j = u("./A").join("x/y").unwrap();
+        assert_eq!(j.to_string(), "./A/x%2Fy");
+        assert_eq!(j.depth(), 2);
+    }
+
+    #[test]
+    fn queries() {
+        let q = u("./DMAcc/xyzInc?prop=ACL");
+        assert_eq!(q.query(), Some(&UriQuery::Prop(Property::Acl)));
+        assert_eq!(q.to_string(), "./DMAcc/xyzInc?prop=ACL");
+        assert_eq!(u("DMAcc?prop=tstamp").to_string(), "./DMAcc?prop=TStamp");
+        assert_eq!(
+            u(".?list=Struct").query(),
+            Some(&UriQuery::List(ListKind::Struct))
+        );
+        assert_eq!(
+            u("./FUMO?list=StructData").query(),
+            Some(&UriQuery::List(ListKind::StructData))
+        );
+        let t = u("./FUMO?list=TNDS+ACL+Value");
+        assert_eq!(
+            t.query(),
+            Some(&UriQuery::List(ListKind::Tnds(Some("ACL+Value".into()))))
+        );
+        assert_eq!(u(&t.to_string()), t);
+        assert!(TreeUri::parse("./A?prop=Owner").is_err());
+        assert!(TreeUri::parse("./A?foo=bar").is_err());
+        assert!(TreeUri::parse("./A?list=Everything").is_err());
+        assert_eq!(q.without_query(), u("./DMAcc/xyzInc"));
+    }
+
+    #[test]
+    fn relations() {
+        let fumo = u("./FUMO");
+        let state = u("./FUMO/fw1/State");
+        assert!(state.starts_with(&fumo));
+        assert!(state.starts_with(&state));
+        assert!(fumo.is_ancestor_of(&state));
+        assert!(!state.is_ancestor_of(&state));
+        assert!(TreeUri::root().is_ancestor_of(&fumo));
+        assert!(!u("./FUMOX").starts_with(&fumo));
+        assert_eq!(state.parent().unwrap(), u("./FUMO/fw1"));
+        assert_eq!(fumo.parent().unwrap(), TreeUri::root());
+        assert_eq!(TreeUri::root().parent(), None);
+        assert_eq!(
+            TreeUri::from_segments(["FUMO", "fw1", "State"], &UriLimits::default()).unwrap(),
+            state
+        );
+        assert!(fumo.join("").is_err());
+        assert!(fumo.join("..").is_err());
+    }
+
+    #[test]
+    fn patterns() {
+        let one = UriPattern::parse("./DevInfo/*").unwrap();
+        assert!(one.matches(&u("./DevInfo/Mod")));
+        assert!(!one.matches(&u("./DevInfo")));
+        assert!(!one.matches(&u("./DevInfo/Ext/X")));
+        let sub = UriPattern::parse("./Vendor/App42/**").unwrap();
+        assert!(sub.is_subtree());
+        assert!(sub.matches(&u("./Vendor/App42")));
+        assert!(sub.matches(&u("./Vendor/App42/a/b/c?prop=ACL")));
+        assert!(!sub.matches(&u("./Vendor/App43/a")));
+        let mid = UriPattern::parse("./FUMO/*/State").unwrap();
+        assert!(mid.matches(&u("./FUMO/fw1/State")));
+        assert!(!mid.matches(&u("./FUMO/fw1/PkgName")));
+        let exact = UriPattern::parse("./DevInfo/Mod").unwrap();
+        assert!(exact.matches(&u("DevInfo/Mod")));
+        assert!(!exact.matches(&u("./DevInfo/Man")));
+        assert!(UriPattern::parse("./**").unwrap().matches(&TreeUri::root()));
+        assert_eq!(
+            UriPattern::parse("./A/**/B"),
+            Err(UriError::MisplacedSubtreeWildcard)
+        );
+        assert_eq!(sub.to_string(), "./Vendor/App42/**");
+        assert_eq!(mid.to_string(), "./FUMO/*/State");
+        assert!(UriPattern::from_uri(&u("./A"), true).matches(&u("./A/B")));
+    }
+}
