@@ -604,7 +604,7 @@ impl MgmtTree {
                 }
                 Event::CData(t) => {
                     if p.collecting() {
-                        p.text.push_str(&t);
+                        p.text.push_str(&t.xml10_content());
                     }
                 }
                 Event::GeneralRef(r) => {
@@ -644,7 +644,8 @@ impl MgmtTree {
 // ---------------------------------------------------------------------------------
 
 /// Appends `s` as XML character data. `\r` and other control characters become
-/// character references so that they survive XML end-of-line normalization.
+/// character references so that they survive XML end-of-line normalization; NUL,
+/// which XML cannot carry at all, becomes U+FFFD (as the reader does for `&#0;`).
 fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -654,7 +655,8 @@ fn push_escaped(out: &mut String, s: &str) {
             b'<' => "&lt;",
             b'>' => "&gt;",
             b'\t' | b'\n' => continue,
-            0..=0x1f => {
+            0 => "\u{fffd}",
+            1..=0x1f => {
                 out.push_str(&s[start..i]);
                 out.push_str("&#");
                 out.push_str(&b.to_string());
