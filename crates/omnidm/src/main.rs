@@ -1,1 +1,2 @@
+//! The omnidm binary (placeholder until the CLI lands).
 fn main() {}
