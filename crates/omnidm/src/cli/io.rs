@@ -93,7 +93,7 @@ pub fn from_hex(text: &str) -> anyhow::Result<Vec<u8>> {
         .bytes()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!(
             "hex text has an odd number of digits ({}); each byte is two digits",
             digits.len()

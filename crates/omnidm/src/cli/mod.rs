@@ -110,10 +110,10 @@ fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
                  pass the raw bytes (or hex text with --hex), not a SyncML message",
             );
         }
-        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return Some("check the path; use `-` to read standard input");
-            }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>()
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            return Some("check the path; use `-` to read standard input");
         }
     }
     None
