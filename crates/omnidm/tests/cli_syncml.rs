@@ -215,6 +215,57 @@ fn inspect_json_parses() {
     );
 }
 
+/// A message with nesting, user-interaction and generic alerts, a long value and an element
+/// the decoder skips.
+const NESTED: &str = r#"<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD>
+<VerProto>DM/1.2</VerProto><SessionID>A1</SessionID><MsgID>3</MsgID>
+<Target><LocURI>IMEI:1234</LocURI></Target><Source><LocURI>https://dm.example/</LocURI></Source>
+<RespURI>https://dm.example/s?x=1</RespURI></SyncHdr><SyncBody>
+<Alert><CmdID>1</CmdID><Data>1101</Data><Item><Data>MINDT=10</Data></Item></Alert>
+<Sequence><CmdID>2</CmdID><Atomic><CmdID>3</CmdID><Add><CmdID>4</CmdID><Item><Target><LocURI>./A/B</LocURI></Target>
+<Data>0123456789012345678901234567890123456789012345678901234567890123456789</Data></Item></Add>
+<Delete><CmdID>5</CmdID><NoResp/><Item><Target><LocURI>./A/C</LocURI></Target></Item></Delete></Atomic>
+<Exec><CmdID>6</CmdID><Correlator>abc</Correlator><Item><Target><LocURI>./FUMO/Update</LocURI></Target></Item></Exec></Sequence>
+<Foo>bar</Foo></SyncBody></SyncML>"#;
+
+#[test]
+fn inspect_nested_commands_and_warnings() {
+    let o = omnidm_stdin(&["syncml", "inspect", "-"], NESTED.as_bytes());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let indent = |needle: &str| {
+        let line = text.lines().find(|l| l.contains(needle)).unwrap();
+        line.len() - line.trim_start().len()
+    };
+    assert!(indent("Sequence") < indent("Atomic"), "{text}");
+    assert!(indent("Atomic") < indent("Delete"), "{text}");
+    assert_eq!(indent("Atomic"), indent("Exec"), "{text}");
+    assert!(text.contains("1101 (Confirm or reject)"), "{text}");
+    assert!(text.contains("\"MINDT=10\""), "{text}");
+    assert!(text.contains("Correlator abc"), "{text}");
+    assert!(text.contains("[NoResp]"), "{text}");
+    assert!(text.contains("… (70 chars)"), "{text}");
+    assert!(
+        text.contains("RespURI    https://dm.example/s?x=1"),
+        "{text}"
+    );
+    assert!(text.contains("Final      no"), "{text}");
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("warning: <stdin>: ") && err.contains("<Foo>") && err.contains("at byte"),
+        "{err}"
+    );
+
+    let json = omnidm_stdin(&["syncml", "inspect", "--json", "-"], NESTED.as_bytes());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["commands"][1]["commands"][0]["name"], "Atomic");
+    assert_eq!(
+        v["commands"][1]["commands"][0]["commands"][1]["no_resp"],
+        true
+    );
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn basic_cred_of_pkg1_verifies() {
     for name in ["pkg1-client.xml", "pkg1-client.wbxml"] {

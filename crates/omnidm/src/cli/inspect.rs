@@ -351,11 +351,16 @@ fn item_text(item: &Item) -> String {
         (None, Some(tgt)) => {
             let _ = write!(s, "target {}", location(tgt));
         }
-        (None, None) => s.push_str("(no target or source)"),
+        (None, None) => {}
     }
     s.push_str(&meta_text(item.meta.as_ref()));
     if let Some(data) = &item.data {
-        let _ = write!(s, " = {}", value_text(data));
+        // Alert items (options, texts) have no address: the value alone is the item.
+        let sep = if s.is_empty() { "" } else { " = " };
+        let _ = write!(s, "{sep}{}", value_text(data));
+    }
+    if s.is_empty() {
+        s.push_str("(empty item)");
     }
     if item.more_data {
         s.push_str(" [MoreData]");

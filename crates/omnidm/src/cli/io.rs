@@ -35,15 +35,22 @@ pub fn read_input(path: &Path) -> anyhow::Result<Input> {
 
 /// Writes `bytes` to `out`, or to standard output. Binary output is refused when standard output
 /// is a terminal, where it would garble the screen.
-pub fn write_output(out: Option<&PathBuf>, bytes: &[u8], binary: bool) -> anyhow::Result<()> {
+/// `alternative` names a text form the command offers instead (e.g. `--hex`), if any.
+pub fn write_output(
+    out: Option<&PathBuf>,
+    bytes: &[u8],
+    binary: bool,
+    alternative: Option<&str>,
+) -> anyhow::Result<()> {
     match out {
         Some(path) if path.as_os_str() != "-" => std::fs::write(path, bytes)
             .with_context(|| format!("{}: cannot write the file", path.display())),
         _ => {
             if binary && std::io::stdout().is_terminal() {
+                let alt = alternative.map(|a| format!(", or {a}")).unwrap_or_default();
                 bail!(
                     "refusing to write binary output to a terminal; use -o FILE, or redirect \
-                     standard output (`> FILE` or `| xxd`)"
+                     standard output (`> FILE` or `| xxd`){alt}"
                 );
             }
             write_stdout(bytes)

@@ -266,7 +266,7 @@ fn encode(args: &EncodeArgs) -> anyhow::Result<Outcome> {
         text.push('\n');
         write_stdout(text.as_bytes())?;
     } else {
-        write_output(args.output.as_ref(), &bytes, true)?;
+        write_output(args.output.as_ref(), &bytes, true, Some("--hex"))?;
     }
     Ok(Outcome::Ok)
 }

@@ -143,7 +143,12 @@ fn encode(args: EncodeArgs) -> anyhow::Result<Outcome> {
         }
     };
     let bytes = omnidm_syncml::encode(&decoded.message, target);
-    write_output(args.output.as_ref(), &bytes, target == Encoding::Wbxml)?;
+    write_output(
+        args.output.as_ref(),
+        &bytes,
+        target == Encoding::Wbxml,
+        Some("`omnidm syncml decode` to read it as XML"),
+    )?;
     Ok(Outcome::Ok)
 }
 
