@@ -1,0 +1,120 @@
+//! Command-line parsing, dispatch and the one place where errors become messages and exit
+//! codes.
+
+mod inspect;
+mod io;
+mod notification;
+mod syncml;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "omnidm",
+    version,
+    about = "OMA DM 1.2 device management server (work in progress)",
+    long_about = "OMA DM 1.2 device management server (work in progress).\n\n\
+        This release ships the SyncML debugging tools only (`omnidm syncml …`): decode, \
+        re-encode and inspect captured DM messages (XML or WBXML), check their credentials, \
+        and build or read package 0 notifications. The server subcommands come in later \
+        releases.",
+    after_help = "Exit codes: 0 success, 1 bad input or I/O error, 2 usage error, \
+        3 a requested credential or digest check did not verify."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Debugging tools for SyncML DM messages and package 0 notifications.
+    #[command(subcommand)]
+    Syncml(syncml::SyncmlCommand),
+}
+
+/// How a command that ran to completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for succeeded.
+    Ok,
+    /// A credential or digest check was requested and did not verify.
+    NotVerified,
+}
+
+/// Exit code for bad input or an I/O failure.
+const EXIT_FAILURE: u8 = 1;
+/// Exit code when a requested verification fails (the input itself was fine).
+const EXIT_NOT_VERIFIED: u8 = 3;
+
+/// Parses the command line, runs the command and maps the result to an exit code. Errors are
+/// printed as `error: <context>: <cause>` followed by a hint saying what to try next.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Syncml(cmd) => syncml::run(cmd),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),
+        Err(err) => {
+            if io::is_broken_pipe(&err) {
+                // The reader went away (`| head`): not worth a message.
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            if let Some(hint) = hint_for(&err) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// A next step for the person at the terminal, chosen from the typed causes in the chain.
+fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<omnidm_syncml::DecodeError>() {
+            return Some(match e.kind {
+                omnidm_syncml::DecodeErrorKind::Empty => {
+                    "the input is empty; check the capture saved the HTTP body"
+                }
+                omnidm_syncml::DecodeErrorKind::Limit { .. } => {
+                    "the message exceeds a decoder limit; a real DM message is far smaller, \
+                     so this is probably not a single SyncML message"
+                }
+                _ => {
+                    "the input is not a well-formed SyncML DM message; look at the bytes \
+                     around the offset (e.g. `xxd -s OFFSET -l 64 FILE`); captures often \
+                     include HTTP headers or several messages glued together"
+                }
+            });
+        }
+        if cause.downcast_ref::<syncml::NotMarkup>().is_some() {
+            return Some(
+                "a SyncML DM message is XML starting with `<` (after an optional declaration) \
+                 or WBXML starting with a version byte 0x01-0x03; check what was captured",
+            );
+        }
+        if cause
+            .downcast_ref::<omnidm_syncml::notification::NotificationError>()
+            .is_some()
+        {
+            return Some(
+                "a package 0 is binary: 16-byte digest, 8-byte header, server id, vendor data; \
+                 pass the raw bytes (or hex text with --hex), not a SyncML message",
+            );
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>()
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            return Some("check the path; use `-` to read standard input");
+        }
+    }
+    None
+}
