@@ -300,6 +300,9 @@ pub enum Unsupported {
     /// `syncml:auth-MAC` presented in `<Cred>`, which DM Security §5.4.1 forbids.
     #[error("syncml:auth-MAC is carried in the x-syncml-hmac header, not in Cred")]
     HmacInCred,
+    /// A `<Meta><Type>` in `<Cred>` that names no DM authentication scheme.
+    #[error("authentication type {0:?}")]
+    AuthType(String),
 }
 
 impl AuthError {
@@ -558,6 +561,32 @@ pub fn make_cred(auth_type: AuthType, creds: &Credentials, nonce: &Nonce) -> Opt
         format: FORMAT_B64,
         data,
     })
+}
+
+/// Verifies a received `<Cred>` element: its `<Meta><Type>` names the scheme (Basic when absent,
+/// the SyncML default), `<Meta><Format>` the encoding, and its data is the credential — b64 text,
+/// or raw digest bytes as WBXML `OPAQUE` (some devices), which are base64-encoded here so that
+/// both forms verify alike.
+pub fn verify_cred_element(
+    cred: &crate::Cred,
+    expected: &Credentials,
+    nonce: &Nonce,
+) -> Result<Verified, AuthError> {
+    let meta = cred.meta.as_ref();
+    let auth_type = match meta.and_then(|m| m.type_.as_deref()) {
+        None => AuthType::Basic,
+        Some(t) => AuthType::from_wire(t)
+            .ok_or_else(|| AuthError::Unsupported(Unsupported::AuthType(t.to_string())))?,
+    };
+    let text = match &cred.data {
+        crate::Data::Text(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        crate::Data::Opaque(b) => match std::str::from_utf8(b) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => std::borrow::Cow::Owned(STANDARD.encode(b)),
+        },
+    };
+    let format = meta.and_then(|m| m.format.as_deref());
+    verify_cred(auth_type, format, &text, expected, nonce)
 }
 
 /// Verifies a received `<Cred>` against the credentials expected for the peer and the nonce this

@@ -32,9 +32,12 @@ impl Default for Limits {
 /// Why a message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeErrorKind {
-    /// The input is empty.
+    /// The input is empty or only whitespace.
     #[error("empty input")]
     Empty,
+    /// The input holds no element at all (text, comments, a declaration only).
+    #[error("no SyncML element found")]
+    NoElement,
     /// The XML is not well-formed.
     #[error("malformed XML: {0}")]
     Xml(String),

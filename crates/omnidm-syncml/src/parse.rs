@@ -173,7 +173,7 @@ impl<'a, S: Source<'a>> Parser<'a, S> {
                     return Err(self.err(DecodeErrorKind::NotSyncMl(name.into_owned())));
                 }
                 Some(Ev::Text(_) | Ev::Opaque(_)) => {}
-                Some(Ev::End) | None => return Err(self.err(DecodeErrorKind::Empty)),
+                Some(Ev::End) | None => return Err(self.err(DecodeErrorKind::NoElement)),
             }
         }
         let (mut header, mut body) = (None, None);

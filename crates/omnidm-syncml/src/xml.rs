@@ -62,6 +62,8 @@ pub(crate) struct XmlSink<O: Out> {
     depth: usize,
     /// The last thing written closed an element: the next end tag goes on its own line.
     after_child: bool,
+    /// Something was written already: the next element starts a new line.
+    started: bool,
 }
 
 impl<O: Out> XmlSink<O> {
@@ -72,11 +74,12 @@ impl<O: Out> XmlSink<O> {
             pretty,
             depth: 0,
             after_child: false,
+            started: false,
         }
     }
 
     fn indent(&mut self) {
-        if self.pretty && self.depth > 0 {
+        if self.pretty && self.started {
             self.out.put(b"\n");
             for _ in 0..self.depth {
                 self.out.put(b"  ");
@@ -86,6 +89,7 @@ impl<O: Out> XmlSink<O> {
 
     fn open(&mut self, tag: Tag) {
         self.indent();
+        self.started = true;
         self.out.put(b"<");
         self.out.put(tag.name().as_bytes());
         if tag == Tag::SyncML {

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use omnidm_syncml::auth::{
     AuthError, AuthType, Credentials, DigestEncoding, Nonce, NonceForm, Verified, basic_decode,
-    verify_cred,
+    verify_cred_element,
 };
 use omnidm_syncml::{Command, Cred, Data, Decoded, Encoding, Header, Item, Location, Meta};
 use serde_json::{Value, json};
@@ -112,14 +112,7 @@ fn check_cred(header: &Header, expected: &Credentials, nonce: &Nonce) -> CredChe
             }
         },
     };
-    let result = verify_cred(
-        auth_type,
-        cred_format(cred),
-        &cred_wire_text(&cred.data),
-        expected,
-        nonce,
-    )
-    .map_err(|e| match e {
+    let result = verify_cred_element(cred, expected, nonce).map_err(|e| match e {
         AuthError::Rejected => match auth_type {
             AuthType::Md5 => "invalid credentials (wrong name, secret or nonce)".to_string(),
             _ => "invalid credentials (wrong name or password)".to_string(),
