@@ -115,6 +115,12 @@ fn fixtures() -> Vec<(String, Message)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("xml" | "wbxml")
+        ) {
+            continue;
+        }
         let m = decode(&std::fs::read(&path).unwrap()).unwrap().message;
         out.push((path.file_name().unwrap().to_string_lossy().into_owned(), m));
     }

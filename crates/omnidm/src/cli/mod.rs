@@ -84,6 +84,11 @@ fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
                 omnidm_syncml::DecodeErrorKind::Empty => {
                     "the input is empty; check the capture saved the HTTP body"
                 }
+                omnidm_syncml::DecodeErrorKind::NoElement => {
+                    "a SyncML DM message is XML starting with `<` (after an optional \
+                     declaration) or WBXML starting with a version byte 0x01-0x03; check what \
+                     was captured"
+                }
                 omnidm_syncml::DecodeErrorKind::Limit { .. } => {
                     "the message exceeds a decoder limit; a real DM message is far smaller, \
                      so this is probably not a single SyncML message"
@@ -94,12 +99,6 @@ fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
                      include HTTP headers or several messages glued together"
                 }
             });
-        }
-        if cause.downcast_ref::<syncml::NotMarkup>().is_some() {
-            return Some(
-                "a SyncML DM message is XML starting with `<` (after an optional declaration) \
-                 or WBXML starting with a version byte 0x01-0x03; check what was captured",
-            );
         }
         if cause
             .downcast_ref::<omnidm_syncml::notification::NotificationError>()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use omnidm_syncml::{DecodeErrorKind, Decoded, Encoding};
+use omnidm_syncml::{Decoded, Encoding};
 
 use super::Outcome;
 use super::inspect;
@@ -96,15 +96,6 @@ pub fn decode_input(input: &Input) -> anyhow::Result<Decoded> {
     let encoding = Encoding::sniff(&input.bytes);
     let decoded = match omnidm_syncml::decode(&input.bytes) {
         Ok(d) => d,
-        // The decoder reports text without any element as "empty input"; that misleads a
-        // person looking at a file full of text, so say what it is instead.
-        Err(e)
-            if e.kind == DecodeErrorKind::Empty
-                && !input.bytes.iter().all(u8::is_ascii_whitespace) =>
-        {
-            return Err(NotMarkup { offset: e.offset })
-                .with_context(|| format!("{}: cannot decode as SyncML DM", input.name));
-        }
         Err(e) => {
             return Err(e).with_context(|| {
                 format!(
@@ -151,22 +142,3 @@ fn encode(args: EncodeArgs) -> anyhow::Result<Outcome> {
     )?;
     Ok(Outcome::Ok)
 }
-
-/// Input with no XML element at all and no WBXML header: plain text or binary junk.
-#[derive(Debug)]
-pub struct NotMarkup {
-    /// Where the decoder gave up (the end of the input).
-    pub offset: usize,
-}
-
-impl std::fmt::Display for NotMarkup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "no XML element and no WBXML header found, reached the end at byte {}",
-            self.offset
-        )
-    }
-}
-
-impl std::error::Error for NotMarkup {}
