@@ -12,6 +12,7 @@
 //! credential or digest check that was asked for did not verify.
 
 mod cli;
+mod server;
 
 use std::process::ExitCode;
 

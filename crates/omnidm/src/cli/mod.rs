@@ -4,6 +4,7 @@
 mod inspect;
 mod io;
 mod notification;
+mod serve;
 mod syncml;
 
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     /// Debugging tools for SyncML DM messages and package 0 notifications.
     #[command(subcommand)]
     Syncml(syncml::SyncmlCommand),
+    /// Runs the server: the OMA DM device endpoint and the API/admin endpoints.
+    Serve(serve::ServeArgs),
 }
 
 /// How a command that ran to completion ended.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Syncml(cmd) => syncml::run(cmd),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

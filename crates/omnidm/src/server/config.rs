@@ -1,0 +1,233 @@
+//! Server configuration: built-in defaults, then `omnidm.toml`, then `OMNIDM_*` environment
+//! variables, then command-line flags — each layer overriding the one before.
+//!
+//! Defaults run out of the box and are safe: both listeners bind to loopback only, data lives in
+//! `./omnidm-data` with the embedded SQLite store.
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole server configuration, after all layers are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the embedded store and generated secrets live.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; defaults to SQLite inside `data_dir`.
+    pub database: String,
+    /// The device endpoint.
+    pub dm: DmConfig,
+    /// The Web Services Interface and admin endpoints (`/healthz`, `/readyz`, `/metrics`).
+    pub api_listen: SocketAddr,
+    /// `tracing` filter directives, e.g. `info` or `omnidm=debug,info`.
+    pub log: String,
+}
+
+/// The OMA DM device endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DmConfig {
+    /// Address the device endpoint listens on.
+    pub listen: SocketAddr,
+    /// The URL devices use to reach `/dm` (our LocURI and the base of RespURI). Defaults to
+    /// `http://<listen>/dm`; set it when a proxy or NAT sits in front.
+    pub public_url: String,
+    /// Our OMA DM ServerID (DMAcc ServerID on devices).
+    pub server_id: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A session with no message for this long is ended and its commands returned to the queue.
+    pub session_timeout: Duration,
+}
+
+/// The optional TOML file. Every field is optional: absent means "keep the default".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    log: Option<String>,
+    dm: Option<FileDm>,
+    api: Option<FileApi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDm {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    server_id: Option<String>,
+    max_body_bytes: Option<usize>,
+    session_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApi {
+    listen: Option<SocketAddr>,
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config FILE`; without it `./omnidm.toml` is read if present.
+    pub config_file: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database`.
+    pub database: Option<String>,
+    /// `--dm-listen`.
+    pub dm_listen: Option<SocketAddr>,
+    /// `--api-listen`.
+    pub api_listen: Option<SocketAddr>,
+}
+
+const DEFAULT_DM_LISTEN: &str = "127.0.0.1:8700";
+const DEFAULT_API_LISTEN: &str = "127.0.0.1:8701";
+
+impl Config {
+    /// Builds the configuration from defaults, the file, the environment and `overrides`.
+    pub fn load(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None if Path::new("omnidm.toml").exists() => read_file(Path::new("omnidm.toml"))?,
+            None => FileConfig::default(),
+        };
+        let dm_file = file.dm.unwrap_or_default();
+        let parse_addr = |name: &str, v: String| -> anyhow::Result<SocketAddr> {
+            v.parse()
+                .with_context(|| format!("{name}={v:?} is not an address like 127.0.0.1:8700"))
+        };
+
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| env("OMNIDM_DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("omnidm-data"));
+        let database = overrides
+            .database
+            .clone()
+            .or_else(|| env("OMNIDM_DATABASE"))
+            .or(file.database)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("omnidm.db").display()));
+        if !(database.starts_with("sqlite:")
+            || database.starts_with("postgres:")
+            || database.starts_with("postgresql:"))
+        {
+            bail!("database {database:?} must start with sqlite:// or postgres://");
+        }
+        let dm_listen = match (overrides.dm_listen, env("OMNIDM_DM_LISTEN")) {
+            (Some(a), _) => a,
+            (None, Some(v)) => parse_addr("OMNIDM_DM_LISTEN", v)?,
+            (None, None) => dm_file
+                .listen
+                .map_or_else(|| parse_addr("default", DEFAULT_DM_LISTEN.into()), Ok)?,
+        };
+        let api_listen = match (overrides.api_listen, env("OMNIDM_API_LISTEN")) {
+            (Some(a), _) => a,
+            (None, Some(v)) => parse_addr("OMNIDM_API_LISTEN", v)?,
+            (None, None) => file
+                .api
+                .and_then(|a| a.listen)
+                .map_or_else(|| parse_addr("default", DEFAULT_API_LISTEN.into()), Ok)?,
+        };
+        let public_url = env("OMNIDM_DM_PUBLIC_URL")
+            .or(dm_file.public_url)
+            .unwrap_or_else(|| format!("http://{dm_listen}/dm"));
+        Ok(Config {
+            data_dir,
+            database,
+            dm: DmConfig {
+                listen: dm_listen,
+                public_url,
+                server_id: env("OMNIDM_DM_SERVER_ID")
+                    .or(dm_file.server_id)
+                    .unwrap_or_else(|| "omnidm".into()),
+                max_body_bytes: dm_file.max_body_bytes.unwrap_or(1024 * 1024),
+                session_timeout: Duration::from_secs(dm_file.session_timeout_secs.unwrap_or(300)),
+            },
+            api_listen,
+            log: env("OMNIDM_LOG")
+                .or(file.log)
+                .unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(overrides: Overrides, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&overrides, &|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_embedded() {
+        let c = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(c.dm.listen.to_string(), DEFAULT_DM_LISTEN);
+        assert_eq!(c.api_listen.to_string(), DEFAULT_API_LISTEN);
+        assert!(c.dm.listen.ip().is_loopback() && c.api_listen.ip().is_loopback());
+        assert_eq!(c.database, "sqlite://omnidm-data/omnidm.db");
+        assert_eq!(c.dm.public_url, "http://127.0.0.1:8700/dm");
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = std::env::temp_dir().join(format!("omnidm-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("omnidm.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/omnidm\"\n[dm]\nlisten = \"127.0.0.1:9000\"\nserver_id = \"dm.example\"\n[api]\nlisten = \"127.0.0.1:9001\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file.clone()),
+            api_listen: Some("127.0.0.1:9101".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let c = load(overrides, &[("OMNIDM_DM_LISTEN", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/omnidm"));
+        assert_eq!(c.dm.listen.to_string(), "127.0.0.1:9100", "env beats file");
+        assert_eq!(
+            c.api_listen.to_string(),
+            "127.0.0.1:9101",
+            "flag beats file"
+        );
+        assert_eq!(c.dm.server_id, "dm.example");
+        assert_eq!(c.database, "sqlite:///var/lib/omnidm/omnidm.db");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let err = load(Overrides::default(), &[("OMNIDM_DM_LISTEN", "nowhere")]).unwrap_err();
+        assert!(format!("{err:#}").contains("OMNIDM_DM_LISTEN"), "{err:#}");
+        let err = load(
+            Overrides {
+                database: Some("mysql://x".into()),
+                ..Overrides::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sqlite://"), "{err}");
+    }
+}

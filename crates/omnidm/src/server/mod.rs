@@ -1,0 +1,128 @@
+//! `omnidm serve`: wiring of configuration, telemetry, listeners and shutdown.
+//!
+//! The device endpoint and the Web Services Interface are routers mounted here; this module
+//! owns only process concerns: which sockets are bound (exactly those the configuration names),
+//! how the process stops (SIGTERM/SIGINT → stop accepting, finish in-flight requests), and the
+//! admin endpoints every operator expects (`/healthz`, `/readyz`, `/metrics`).
+
+pub mod config;
+mod telemetry;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use config::Config;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Shared state of the admin endpoints.
+#[derive(Clone)]
+struct Admin {
+    metrics: PrometheusHandle,
+    /// Set once every listener is bound and the store is open; cleared when shutdown begins, so
+    /// a load balancer stops sending new sessions while in-flight ones finish.
+    ready: Arc<AtomicBool>,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = telemetry::init(&config.log)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+
+    let admin = Admin {
+        metrics,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let api = admin_router(admin.clone());
+    let dm = Router::new();
+
+    let api_listener = bind(config.api_listen, "API").await?;
+    let dm_listener = bind(config.dm.listen, "device endpoint").await?;
+    tracing::info!(
+        api = %api_listener.local_addr()?,
+        dm = %dm_listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        "omnidm listening"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api_server =
+        axum::serve(api_listener, api).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let dm_server = axum::serve(dm_listener, dm).with_graceful_shutdown(stopped(stop_rx));
+    admin.ready.store(true, Ordering::SeqCst);
+
+    let ready = admin.ready.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        ready.store(false, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+    });
+    let (a, d) = tokio::join!(api_server, dm_server);
+    a.context("API server")?;
+    d.context("device endpoint")?;
+    tracing::info!("omnidm stopped");
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what}; is another omnidm running? change it with --{}-listen", if what == "API" { "api" } else { "dm" }))
+}
+
+fn admin_router(admin: Admin) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(
+                |axum::extract::State(admin): axum::extract::State<Admin>| async move {
+                    if admin.ready.load(Ordering::SeqCst) {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                },
+            ),
+        )
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(admin): axum::extract::State<Admin>| async move {
+                    admin.metrics.render()
+                },
+            ),
+        )
+        .with_state(admin)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
