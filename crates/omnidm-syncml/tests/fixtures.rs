@@ -2,6 +2,9 @@
 //! server, in both encodings, and checking what they mean.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
+use common::normalize;
 use omnidm_syncml::*;
 use std::path::PathBuf;
 
@@ -24,38 +27,6 @@ fn package1_xml_and_wbxml_mean_the_same() {
     assert_eq!(wbxml.encoding, Encoding::Wbxml);
     assert!(xml.warnings.is_empty(), "{:?}", xml.warnings);
     assert_eq!(normalize(xml.message), normalize(wbxml.message));
-}
-
-/// WBXML may carry a value as OPAQUE where XML has text; compare meaning, not form.
-fn normalize(mut m: Message) -> Message {
-    fn items(items: &mut [Item]) {
-        for i in items {
-            if let Some(d) = &i.data {
-                i.data = Some(Data::Text(d.as_text().unwrap_or_default().to_owned()));
-            }
-        }
-    }
-    fn commands(cs: &mut [Command]) {
-        for c in cs {
-            match c {
-                Command::Add(c)
-                | Command::Copy(c)
-                | Command::Delete(c)
-                | Command::Get(c)
-                | Command::Replace(c) => items(&mut c.items),
-                Command::Alert(a) => items(&mut a.items),
-                Command::Exec(e) => items(std::slice::from_mut(&mut e.item)),
-                Command::Atomic(c) | Command::Sequence(c) => commands(&mut c.commands),
-                Command::Results(r) => items(&mut r.items),
-                Command::Status(s) => items(&mut s.items),
-            }
-        }
-    }
-    commands(&mut m.body.commands);
-    if let Some(c) = &mut m.header.cred {
-        c.data = Data::Text(c.data.as_text().unwrap_or_default().to_owned());
-    }
-    m
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //! containers, challenges, correlators, large-object chunks and user-interaction alerts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
+use common::normalize;
 use omnidm_syncml::*;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -73,41 +76,6 @@ fn same(left: Message, right: Message, what: &str) {
         assert_eq!(l, r, "{what}: first differing command");
     }
     assert_eq!(left.body, right.body, "{what}");
-}
-
-/// libwbxml may turn text into OPAQUE/CDATA and back; compare meaning, not form.
-fn normalize(mut m: Message) -> Message {
-    fn data(d: &mut Data) {
-        *d = Data::Text(d.as_text().unwrap_or_default().to_owned());
-    }
-    fn items(items: &mut [Item]) {
-        for i in items {
-            if let Some(d) = &mut i.data {
-                data(d);
-            }
-        }
-    }
-    fn commands(cs: &mut [Command]) {
-        for c in cs {
-            match c {
-                Command::Add(c)
-                | Command::Copy(c)
-                | Command::Delete(c)
-                | Command::Get(c)
-                | Command::Replace(c) => items(&mut c.items),
-                Command::Alert(a) => items(&mut a.items),
-                Command::Exec(e) => items(std::slice::from_mut(&mut e.item)),
-                Command::Atomic(c) | Command::Sequence(c) => commands(&mut c.commands),
-                Command::Results(r) => items(&mut r.items),
-                Command::Status(s) => items(&mut s.items),
-            }
-        }
-    }
-    commands(&mut m.body.commands);
-    if let Some(c) = &mut m.header.cred {
-        data(&mut c.data);
-    }
-    m
 }
 
 fn fixtures() -> Vec<(String, Message)> {
