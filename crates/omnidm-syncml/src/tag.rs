@@ -3,14 +3,18 @@
 //! tables libwbxml ships). Data-synchronisation elements are listed too, so that a DS element
 //! in a DM message is recognised and skipped by name rather than reported as garbage.
 
-use std::sync::OnceLock;
-
 macro_rules! tags {
     ($( $page:literal { $( $variant:ident = $token:literal, )* } )*) => {
         /// A known SyncML or MetInf element.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[allow(missing_docs)]
         pub enum Tag { $( $( $variant, )* )* }
+
+        /// Element names as byte-string constants, usable as `match` patterns.
+        #[allow(non_upper_case_globals)]
+        mod names {
+            $( $( pub(super) const $variant: &[u8] = stringify!($variant).as_bytes(); )* )*
+        }
 
         impl Tag {
             /// The element's local name, as in XML.
@@ -25,6 +29,16 @@ macro_rules! tags {
 
             /// Every known element.
             pub const ALL: &'static [Tag] = &[ $( $( Tag::$variant, )* )* ];
+
+            /// The element with this local name (case-sensitive, as XML is). A `match` on
+            /// constant byte strings, inlined: no lock, no table, no out-of-line `memcmp` per
+            /// probe. This is on the XML decoder's hot path (once per start tag).
+            pub fn from_name(name: &[u8]) -> Option<Tag> {
+                match name {
+                    $( $( names::$variant => Some(Tag::$variant), )* )*
+                    _ => None,
+                }
+            }
 
             /// The element with this WBXML (code page, token).
             pub fn from_wbxml(page: u8, token: u8) -> Option<Tag> {
@@ -59,26 +73,7 @@ tags! {
     }
 }
 
-/// Known names sorted for binary search: element lookup is on the XML decoder's hot path.
-fn by_name() -> &'static [(&'static [u8], Tag)] {
-    static TABLE: OnceLock<Vec<(&'static [u8], Tag)>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table: Vec<_> = Tag::ALL.iter().map(|t| (t.name().as_bytes(), *t)).collect();
-        table.sort_unstable_by_key(|(name, _)| *name);
-        table
-    })
-}
-
 impl Tag {
-    /// The element with this local name (case-sensitive, as XML is).
-    pub fn from_name(name: &[u8]) -> Option<Tag> {
-        let table = by_name();
-        table
-            .binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .map(|i| table[i].1)
-    }
-
     /// True for MetInf elements, which XML writes with `xmlns="syncml:metinf"`.
     pub fn is_metinf(self) -> bool {
         self.wbxml().0 == 1
