@@ -1,7 +1,13 @@
 //! Shared helpers for the server engine tests: a configuration like the captured Funambol
 //! server, and a scripted device that answers server messages the way a well-behaved
 //! OMA DM 1.2 client does.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -120,6 +120,8 @@ pub struct ServerSession {
     reassembly: Option<Reassembly>,
     /// Our last message lacked Final: the next device message lets us continue the package.
     our_package_open: bool,
+    /// Consecutive non-final messages that could place no command (spin guard).
+    stalled: u32,
     pending: Option<Plan>,
     transmit: Option<Outgoing>,
     /// The last response, replayed when the device repeats its last message.
@@ -165,6 +167,7 @@ impl ServerSession {
             chunking: None,
             reassembly: None,
             our_package_open: false,
+            stalled: 0,
             pending: None,
             transmit: None,
             last_response: None,
@@ -403,10 +406,9 @@ impl ServerSession {
         for c in &msg.body.commands {
             if let Command::Status(st) = c
                 && st.cmd_ref == 0
+                && let Some(r) = self.on_header_status(st)
             {
-                if let Some(r) = self.on_header_status(st) {
-                    rejected_msg = Some(r);
-                }
+                rejected_msg = Some(r);
             }
         }
         if self.server_rejections >= MAX_SERVER_CRED_REJECTIONS {
@@ -1042,7 +1044,36 @@ impl ServerSession {
         msg_id: u32,
     ) -> (bool, bool) {
         let limit = self.msg_limit();
-        let empty = MessageBudget::new(header, self.encoding, limit);
+        // The smallest message that can carry a command: a continuation, which still holds
+        // the Status for the device's SyncHdr and for its Alert 1222. A command that does not
+        // fit even there can never be sent whole.
+        // Our Cred is left out: it normally stops after the device's first 212. Should it
+        // still be needed, the `stalled` guard below keeps the session from spinning.
+        let bare = Header {
+            cred: None,
+            ..header.clone()
+        };
+        let mut empty = MessageBudget::new(&bare, self.encoding, limit);
+        let mut hdr = status_for(
+            in_msg_placeholder(),
+            &Command::Status(placeholder_status()),
+            StatusCode::OK,
+        );
+        hdr.cmd_id = 99;
+        hdr.cmd_ref = 0;
+        hdr.cmd = "SyncHdr".into();
+        hdr.target_refs = vec![self.config.server_uri.clone()];
+        hdr.source_refs = vec![self.device.device_id.clone()];
+        empty.push(&Command::Status(hdr));
+        let mut alert_status = status_for(
+            in_msg_placeholder(),
+            &Command::Status(placeholder_status()),
+            StatusCode::OK,
+        );
+        alert_status.cmd_id = 99;
+        alert_status.cmd_ref = 99;
+        alert_status.cmd = "Alert".into();
+        empty.push(&Command::Status(alert_status));
         let mut added = false;
         let large_ok = !self.device.quirks.no_large_object && !self.device.quirks.no_multi_message;
 
@@ -1084,7 +1115,7 @@ impl ServerSession {
                 added = true;
                 continue;
             }
-            if empty.clone().try_add(&wire, true) {
+            if empty.clone().try_add(&wire, true) && self.stalled < 2 {
                 // Fits a message of its own: next message (or next package).
                 self.queue.push_front((tag, cmd));
                 break;
@@ -1101,16 +1132,26 @@ impl ServerSession {
                         self.chunking = Some(ch);
                         return (false, true);
                     }
-                    None if added || !commands.is_empty() => {
-                        self.queue.push_front((tag, cmd));
-                        break;
+                    None => {
+                        let probe = chunk_command(&ch, 99, ch.boundary(1), true);
+                        if empty.clone().try_add(&probe, true) && self.stalled < 2 {
+                            // Room for a chunk in a fresh continuation message.
+                            self.queue.push_front((tag, cmd));
+                            break;
+                        }
                     }
-                    None => {}
                 }
             }
             self.fail_local(tag, &cmd, StatusCode::REQUEST_ENTITY_TOO_LARGE);
         }
         let final_ = self.queue.is_empty() || self.device.quirks.no_multi_message;
+        // Two continuation messages in a row that could place nothing: the head command will
+        // never fit; it is refused (413) next time instead of spinning forever.
+        if added || final_ {
+            self.stalled = 0;
+        } else {
+            self.stalled += 1;
+        }
         (final_, added)
     }
 
@@ -1337,6 +1378,26 @@ fn max_item_len(cmd: &DmCommand) -> usize {
             .max()
             .unwrap_or(0),
         _ => 0,
+    }
+}
+
+/// A MsgRef as wide as any the session will see, for size estimates.
+fn in_msg_placeholder() -> u32 {
+    99_999
+}
+
+fn placeholder_status() -> Status {
+    Status {
+        cmd_id: 0,
+        msg_ref: 0,
+        cmd_ref: 0,
+        cmd: String::new(),
+        target_refs: Vec::new(),
+        source_refs: Vec::new(),
+        cred: None,
+        chal: None,
+        code: StatusCode::OK,
+        items: Vec::new(),
     }
 }
 
