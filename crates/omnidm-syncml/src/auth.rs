@@ -5,7 +5,9 @@
 //!   `syncml:auth-md5` and `syncml:auth-MAC` (HMAC-MD5 in the `x-syncml-hmac` transport header);
 //! - computes and verifies (in constant time) the values carried in `<Cred><Data>` and in the
 //!   `x-syncml-hmac` header;
-//! - carries nonces (`<NextNonce>` in a `<Chal>`) as raw bytes, with their base64 wire form.
+//! - carries nonces (`<NextNonce>` in a `<Chal>`) as raw bytes, with their base64 wire form;
+//! - lets a store keep [`DigestKey`]s (`b64(H(name:secret))`) instead of plaintext secrets:
+//!   every `*_with_key` function verifies or computes from the key alone.
 //!
 //! What it does not do:
 //! - it never generates randomness or reads the clock: a fresh nonce is built from bytes the caller
@@ -184,6 +186,71 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// What a verifier or signer needs to keep instead of a plaintext secret: the name and
+/// `H(name:secret)` (DM Security §5.3.2 allows the authenticator to store this hash). Every
+/// MD5 digest, HMAC and package-0 digest starts from `B64(H(name:secret))`, and a Basic
+/// credential is checked by hashing what the peer sent and comparing — so a store never needs
+/// the secret itself. Only *producing* a Basic credential needs the plaintext (use
+/// [`Credentials`] for that).
+///
+/// Stored as text with [`DigestKey::to_b64`] and loaded back with [`DigestKey::from_b64`].
+/// `Debug` never prints the hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestKey {
+    /// The user name (device credentials) or server identifier (server credentials): needed in
+    /// the `x-syncml-hmac` header and to check a Basic credential's name.
+    username: String,
+    /// `H(username:secret)`.
+    hash: [u8; 16],
+}
+
+impl DigestKey {
+    /// Computes the key from a name and its secret.
+    pub fn from_credentials(creds: &Credentials) -> DigestKey {
+        DigestKey {
+            username: creds.username.clone(),
+            hash: creds.user_pass_hash(),
+        }
+    }
+
+    /// Loads a key stored as `b64(H(username:secret))` (what [`DigestKey::to_b64`] wrote).
+    /// Fails unless the text decodes to exactly 16 bytes.
+    pub fn from_b64(username: impl Into<String>, b64: &str) -> Result<DigestKey, AuthError> {
+        let raw = decode_b64_lenient(b64)?;
+        let hash =
+            <[u8; 16]>::try_from(raw.as_slice()).map_err(|_| Malformed::DigestLength(raw.len()))?;
+        Ok(DigestKey {
+            username: username.into(),
+            hash,
+        })
+    }
+
+    /// `b64(H(username:secret))`, the form to store.
+    pub fn to_b64(&self) -> String {
+        STANDARD.encode(self.hash)
+    }
+
+    /// The user name or server identifier.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+}
+
+impl From<&Credentials> for DigestKey {
+    fn from(creds: &Credentials) -> Self {
+        DigestKey::from_credentials(creds)
+    }
+}
+
+impl fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DigestKey")
+            .field("username", &self.username)
+            .field("hash", &"<redacted>")
+            .finish()
+    }
+}
+
 /// How the nonce entered an MD5/HMAC digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum NonceForm {
@@ -342,8 +409,13 @@ pub fn basic_decode(data: &str) -> Result<Credentials, AuthError> {
 /// The MD5 digest of DM Security §5.3.2: `H(B64(H(username:password)):nonce)`, with the nonce
 /// in the given form.
 pub fn md5_digest(creds: &Credentials, nonce: &Nonce, form: NonceForm) -> [u8; 16] {
+    md5_digest_with_key(&DigestKey::from(creds), nonce, form)
+}
+
+/// [`md5_digest`] from a stored [`DigestKey`].
+pub fn md5_digest_with_key(key: &DigestKey, nonce: &Nonce, form: NonceForm) -> [u8; 16] {
     let mut h = Md5::new();
-    h.update(STANDARD.encode(creds.user_pass_hash()).as_bytes());
+    h.update(STANDARD.encode(key.hash).as_bytes());
     h.update(b":");
     update_nonce(&mut h, nonce, form);
     h.finalize().into()
@@ -352,6 +424,11 @@ pub fn md5_digest(creds: &Credentials, nonce: &Nonce, form: NonceForm) -> [u8; 1
 /// The `<Cred><Data>` value for `syncml:auth-md5`: `b64(md5_digest(..))`.
 pub fn md5_cred_data(creds: &Credentials, nonce: &Nonce, form: NonceForm) -> String {
     STANDARD.encode(md5_digest(creds, nonce, form))
+}
+
+/// [`md5_cred_data`] from a stored [`DigestKey`].
+pub fn md5_cred_data_with_key(key: &DigestKey, nonce: &Nonce, form: NonceForm) -> String {
+    STANDARD.encode(md5_digest_with_key(key, nonce, form))
 }
 
 fn update_nonce(h: &mut Md5, nonce: &Nonce, form: NonceForm) {
@@ -370,9 +447,19 @@ fn update_nonce(h: &mut Md5, nonce: &Nonce, form: NonceForm) {
 ///
 /// Package 0 uses the same construction over the trigger (DM Notification 1.2 §6.2.2.2).
 pub fn hmac_digest(creds: &Credentials, nonce: &Nonce, form: NonceForm, body: &[u8]) -> [u8; 16] {
+    hmac_digest_with_key(&DigestKey::from(creds), nonce, form, body)
+}
+
+/// [`hmac_digest`] from a stored [`DigestKey`].
+pub fn hmac_digest_with_key(
+    key: &DigestKey,
+    nonce: &Nonce,
+    form: NonceForm,
+    body: &[u8],
+) -> [u8; 16] {
     let body_hash: [u8; 16] = Md5::digest(body).into();
     let mut h = Md5::new();
-    h.update(STANDARD.encode(creds.user_pass_hash()).as_bytes());
+    h.update(STANDARD.encode(key.hash).as_bytes());
     h.update(b":");
     update_nonce(&mut h, nonce, form);
     h.update(b":");
@@ -403,10 +490,15 @@ pub struct HmacHeader {
 impl HmacHeader {
     /// Builds the header a sender attaches to `body` (spec forms: raw nonce, raw digest).
     pub fn compute(creds: &Credentials, nonce: &Nonce, body: &[u8]) -> HmacHeader {
+        HmacHeader::compute_with_key(&DigestKey::from(creds), nonce, body)
+    }
+
+    /// [`HmacHeader::compute`] from a stored [`DigestKey`].
+    pub fn compute_with_key(key: &DigestKey, nonce: &Nonce, body: &[u8]) -> HmacHeader {
         HmacHeader {
             algorithm: HmacAlgorithm::Md5,
-            username: creds.username.clone(),
-            mac: STANDARD.encode(hmac_digest(creds, nonce, NonceForm::Raw, body)),
+            username: key.username.clone(),
+            mac: STANDARD.encode(hmac_digest_with_key(key, nonce, NonceForm::Raw, body)),
         }
     }
 
@@ -499,10 +591,20 @@ impl HmacHeader {
         nonce: &Nonce,
         body: &[u8],
     ) -> Result<Verified, AuthError> {
+        self.verify_with_key(&DigestKey::from(expected), nonce, body)
+    }
+
+    /// [`HmacHeader::verify`] against a stored [`DigestKey`].
+    pub fn verify_with_key(
+        &self,
+        expected: &DigestKey,
+        nonce: &Nonce,
+        body: &[u8],
+    ) -> Result<Verified, AuthError> {
         let received = decode_digest(&self.mac)?;
         let name_ok = self.username.as_bytes().ct_eq(expected.username.as_bytes());
         let (nonce_form, digest_encoding) = match_digest(&received, name_ok.into(), |form| {
-            hmac_digest(expected, nonce, form, body)
+            hmac_digest_with_key(expected, nonce, form, body)
         })?;
         Ok(Verified {
             auth_type: AuthType::Hmac,
@@ -563,6 +665,19 @@ pub fn make_cred(auth_type: AuthType, creds: &Credentials, nonce: &Nonce) -> Opt
     })
 }
 
+/// [`make_cred`] from a stored [`DigestKey`]: MD5 only. `None` for [`AuthType::Basic`] (a Basic
+/// credential *is* the plaintext secret, which a key does not hold) and [`AuthType::Hmac`].
+pub fn make_cred_with_key(auth_type: AuthType, key: &DigestKey, nonce: &Nonce) -> Option<WireCred> {
+    match auth_type {
+        AuthType::Md5 => Some(WireCred {
+            type_: auth_type.wire_name(),
+            format: FORMAT_B64,
+            data: md5_cred_data_with_key(key, nonce, NonceForm::Raw),
+        }),
+        AuthType::Basic | AuthType::Hmac => None,
+    }
+}
+
 /// Verifies a received `<Cred>` element: its `<Meta><Type>` names the scheme (Basic when absent,
 /// the SyncML default), `<Meta><Format>` the encoding, and its data is the credential — b64 text,
 /// or raw digest bytes as WBXML `OPAQUE` (some devices), which are base64-encoded here so that
@@ -570,6 +685,15 @@ pub fn make_cred(auth_type: AuthType, creds: &Credentials, nonce: &Nonce) -> Opt
 pub fn verify_cred_element(
     cred: &crate::Cred,
     expected: &Credentials,
+    nonce: &Nonce,
+) -> Result<Verified, AuthError> {
+    verify_cred_element_with_key(cred, &DigestKey::from(expected), nonce)
+}
+
+/// [`verify_cred_element`] against a stored [`DigestKey`].
+pub fn verify_cred_element_with_key(
+    cred: &crate::Cred,
+    expected: &DigestKey,
     nonce: &Nonce,
 ) -> Result<Verified, AuthError> {
     let meta = cred.meta.as_ref();
@@ -586,7 +710,7 @@ pub fn verify_cred_element(
         },
     };
     let format = meta.and_then(|m| m.format.as_deref());
-    verify_cred(auth_type, format, &text, expected, nonce)
+    verify_cred_with_key(auth_type, format, &text, expected, nonce)
 }
 
 /// Verifies a received `<Cred>` against the credentials expected for the peer and the nonce this
@@ -598,6 +722,24 @@ pub fn verify_cred(
     wire_format: Option<&str>,
     wire_data: &str,
     expected: &Credentials,
+    nonce: &Nonce,
+) -> Result<Verified, AuthError> {
+    verify_cred_with_key(
+        auth_type,
+        wire_format,
+        wire_data,
+        &DigestKey::from(expected),
+        nonce,
+    )
+}
+
+/// [`verify_cred`] against a stored [`DigestKey`]. A Basic credential is checked by hashing
+/// the received `user:password` and comparing with the key (constant time).
+pub fn verify_cred_with_key(
+    auth_type: AuthType,
+    wire_format: Option<&str>,
+    wire_data: &str,
+    expected: &DigestKey,
     nonce: &Nonce,
 ) -> Result<Verified, AuthError> {
     if let Some(f) = wire_format
@@ -613,7 +755,7 @@ pub fn verify_cred(
             let got = basic_decode(wire_data)?;
             // Compare H(user:password) rather than the strings themselves so that the
             // comparison time does not depend on the secret's length.
-            let ok = got.user_pass_hash().ct_eq(&expected.user_pass_hash());
+            let ok = got.user_pass_hash().ct_eq(&expected.hash);
             if bool::from(ok) {
                 Ok(Verified {
                     auth_type,
@@ -627,8 +769,9 @@ pub fn verify_cred(
         }
         AuthType::Md5 => {
             let received = decode_digest(wire_data)?;
-            let (nonce_form, digest_encoding) =
-                match_digest(&received, true, |form| md5_digest(expected, nonce, form))?;
+            let (nonce_form, digest_encoding) = match_digest(&received, true, |form| {
+                md5_digest_with_key(expected, nonce, form)
+            })?;
             Ok(Verified {
                 auth_type,
                 username: expected.username.clone(),
@@ -759,6 +902,68 @@ mod tests {
         assert_eq!(AuthError::Missing.status_code(), 407);
         assert_eq!(AuthError::Rejected.status_code(), 401);
         assert_eq!(AuthError::from(Malformed::Base64).status_code(), 401);
+    }
+
+    #[test]
+    fn digest_key_round_trip_and_debug() {
+        let c = Credentials::new("funambol", "srvpwd");
+        let k = DigestKey::from_credentials(&c);
+        let loaded = DigestKey::from_b64("funambol", &k.to_b64()).unwrap();
+        assert_eq!(loaded, k);
+        assert_eq!(k.username(), "funambol");
+        let dbg = format!("{k:?}");
+        assert!(dbg.contains("funambol") && !dbg.contains(&k.to_b64()));
+        assert!(!dbg.contains("srvpwd"));
+        assert_eq!(
+            DigestKey::from_b64("x", "AAAA").unwrap_err(),
+            AuthError::Malformed(Malformed::DigestLength(3))
+        );
+    }
+
+    #[test]
+    fn digest_key_matches_plaintext_functions() {
+        // The captured server Cred (pkg2-server.xml): funambol/srvpwd, empty nonce.
+        let c = Credentials::new("funambol", "srvpwd");
+        let k = DigestKey::from(&c);
+        let n = Nonce::default();
+        let w = make_cred_with_key(AuthType::Md5, &k, &n).unwrap();
+        assert_eq!(w.data, "Lx7CSZp0iHRedCEbryGJuw==");
+        assert_eq!(make_cred(AuthType::Md5, &c, &n).unwrap(), w);
+        assert!(make_cred_with_key(AuthType::Basic, &k, &n).is_none());
+        assert!(make_cred_with_key(AuthType::Hmac, &k, &n).is_none());
+        let body = b"<SyncML/>";
+        assert_eq!(
+            HmacHeader::compute(&c, &n, body),
+            HmacHeader::compute_with_key(&k, &n, body)
+        );
+        let h = HmacHeader::compute_with_key(&k, &n, body);
+        assert!(h.verify_with_key(&k, &n, body).is_ok());
+        assert_eq!(
+            h.verify_with_key(&k, &n, b"other").unwrap_err(),
+            AuthError::Rejected
+        );
+    }
+
+    #[test]
+    fn basic_verifies_against_digest_key() {
+        let k = DigestKey::from(&Credentials::new("funambol", "funambol"));
+        let n = Nonce::default();
+        let ok = verify_cred_with_key(
+            AuthType::Basic,
+            Some("b64"),
+            "ZnVuYW1ib2w6ZnVuYW1ib2w=",
+            &k,
+            &n,
+        )
+        .unwrap();
+        assert_eq!(ok.username, "funambol");
+        let wrong = basic_encode(&Credentials::new("funambol", "nope"));
+        assert_eq!(
+            verify_cred_with_key(AuthType::Basic, None, &wrong, &k, &n).unwrap_err(),
+            AuthError::Rejected
+        );
+        let md5 = md5_cred_data_with_key(&k, &n, NonceForm::Raw);
+        assert!(verify_cred_with_key(AuthType::Md5, Some("b64"), &md5, &k, &n).is_ok());
     }
 
     #[test]

@@ -1,0 +1,1110 @@
+//! Server engine scenarios: no sockets, a virtual clock, recorded and hand-built device
+//! messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod server_support;
+
+use std::time::{Duration, Instant};
+
+use omnidm_omadm::server::*;
+use omnidm_syncml::auth::{AuthType, Credentials, HmacHeader, Nonce};
+use omnidm_syncml::*;
+use server_support::*;
+
+const PKG1: &[u8] = include_bytes!("data/pkg1-client.xml");
+const PKG3: &[u8] = include_bytes!("data/pkg3-client.xml");
+
+fn new_session(auth: AuthType, quirks: Quirks, t0: Instant) -> ServerSession {
+    ServerSession::new(&config(), device(auth, quirks), random(), t0)
+}
+
+#[test]
+fn captured_session_like_funambol() {
+    let t0 = Instant::now();
+    let p = peek(PKG1, Some("application/vnd.syncml+xml"), Limits::default()).unwrap();
+    assert_eq!(
+        (p.device_id.as_str(), p.session_id.as_str(), p.msg_id),
+        ("DMCtest", "1", 1)
+    );
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        7,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(
+        Incoming {
+            body: PKG1,
+            content_type: Some("application/vnd.syncml+xml"),
+            hmac: None,
+        },
+        t0,
+    )
+    .unwrap();
+    let ev = drain(&mut s);
+    assert!(matches!(ev[0], SessionEvent::Authenticated(ref v) if v.auth_type == AuthType::Basic));
+    assert!(ev.contains(&SessionEvent::Started {
+        kind: SessionKind::ClientInitiated,
+        session_id: "1".into()
+    }));
+    let info = ev
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::DeviceInfo(items) => Some(items.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(info.len(), 13);
+    assert!(
+        info.iter()
+            .any(|n| n.uri == "./DevInfo/Ext" && n.format.as_deref() == Some("node"))
+    );
+
+    let out = s.poll_transmit(t0).unwrap();
+    assert_eq!(out.content_type, "application/vnd.syncml+xml");
+    let m = decode_out(&out);
+    // Like pkg2-server.xml: 212/200/200, the Get as CmdID 4, our MD5 Cred, Final.
+    let cred = m.header.cred.as_ref().unwrap();
+    assert_eq!(cred.data.as_text(), Some("Lx7CSZp0iHRedCEbryGJuw=="));
+    assert_eq!(m.header.target.loc_uri, "DMCtest");
+    assert_eq!(m.header.source.loc_uri, SERVER_URI);
+    assert_eq!(
+        m.header.resp_uri.as_deref(),
+        Some(format!("{SERVER_URI}?s={}", "ab".repeat(16)).as_str())
+    );
+    assert_eq!(
+        token_from_uri(m.header.resp_uri.as_deref().unwrap()),
+        Some([0xab; 16])
+    );
+    let sts = statuses(&m);
+    let codes: Vec<u16> = sts.iter().map(|s| s.code.0).collect();
+    assert_eq!(codes, [212, 200, 200]);
+    assert_eq!(sts[0].cmd_ref, 0);
+    assert_eq!(sts[0].target_refs, [SERVER_URI]);
+    assert_eq!(sts[0].source_refs, ["DMCtest"]);
+    assert_eq!((sts[1].cmd.as_str(), sts[1].cmd_ref), ("Alert", 1));
+    assert_eq!((sts[2].cmd.as_str(), sts[2].cmd_ref), ("Replace", 2));
+    let Command::Get(g) = &m.body.commands[3] else {
+        panic!("expected a Get")
+    };
+    assert_eq!(g.cmd_id, 4);
+    assert_eq!(g.items[0].target.as_ref().unwrap().loc_uri, "./DevInfo/Mod");
+    assert!(m.body.final_);
+
+    // Package 3: the device's Chal gives us a new nonce; the Get's status and results.
+    s.handle(Incoming::body(PKG3), t0 + Duration::from_secs(1))
+        .unwrap();
+    let ev = drain(&mut s);
+    assert!(ev.contains(&SessionEvent::NoncesChanged {
+        client_nonce: Nonce::default(),
+        server_nonce: Nonce::from_b64("RHBKbVJURGNCRXc9").unwrap(),
+    }));
+    assert!(ev.contains(&SessionEvent::CommandStatus {
+        tag: 7,
+        status: StatusCode::OK,
+        source: StatusSource::Device
+    }));
+    let results = ev
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::CommandResults { tag: 7, items } => Some(items.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(results[0].uri, "./DevInfo/Mod");
+    assert_eq!(results[0].data, Some(Data::Text("test model".into())));
+    assert!(ev.contains(&SessionEvent::CommandsNeeded));
+    let out = s.poll_transmit(t0).unwrap();
+    let m = decode_out(&out);
+    assert!(m.header.cred.is_none(), "212 received: no more Cred");
+    assert!(m.body.final_);
+    assert!(
+        m.body
+            .commands
+            .iter()
+            .all(|c| matches!(c, Command::Status(_)))
+    );
+    assert_eq!(statuses(&m)[0].code.0, 200);
+    assert_eq!(statuses(&m)[0].msg_ref, 2);
+    assert_eq!(
+        drain(&mut s),
+        [SessionEvent::Ended {
+            reason: EndReason::Completed,
+            unsent: vec![],
+            unanswered: vec![]
+        }]
+    );
+    assert!(s.is_finished());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn wbxml_device_gets_wbxml() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    let body = decode(PKG1).unwrap().message;
+    let wb = encode(&body, Encoding::Wbxml);
+    s.handle(Incoming::body(&wb), t0).unwrap();
+    let out = s.poll_transmit(t0).unwrap();
+    assert_eq!(out.content_type, "application/vnd.syncml.dm+wbxml");
+    assert_eq!(decode(&out.body).unwrap().encoding, Encoding::Wbxml);
+}
+
+#[test]
+fn wrong_secret_is_challenged_then_retry_succeeds() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Md5, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    let bad = msg(
+        header(
+            1,
+            Some(md5_cred("funambol", "wrong", &Nonce::default())),
+            None,
+        ),
+        vec![alert(1, 1201), devinfo()],
+        true,
+    );
+    s.handle(Incoming::body(&bad), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(ev.iter().any(|e| matches!(e, SessionEvent::AuthFailed { status, final_attempt: false, .. } if status.0 == 401)));
+    assert!(!ev.iter().any(|e| matches!(
+        e,
+        SessionEvent::DeviceInfo(_) | SessionEvent::Started { .. }
+    )));
+    let nonce = ev
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::NoncesChanged { client_nonce, .. } => Some(client_nonce.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(
+        m.body.commands.len(),
+        1,
+        "only the SyncHdr status: nothing executed"
+    );
+    let h = statuses(&m)[0];
+    assert_eq!(h.code.0, 401);
+    let chal = h.chal.as_ref().unwrap();
+    assert_eq!(chal.meta.type_.as_deref(), Some("syncml:auth-md5"));
+    assert_eq!(chal.meta.format.as_deref(), Some("b64"));
+    assert_eq!(
+        chal.meta.next_nonce.as_deref(),
+        Some(nonce.to_b64().as_str())
+    );
+
+    // Missing credentials → 407.
+    let none = msg(header(2, None, None), vec![alert(1, 1201)], true);
+    s.handle(Incoming::body(&none), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 407);
+    let nonce = Nonce::from_b64(
+        statuses(&m)[0]
+            .chal
+            .as_ref()
+            .unwrap()
+            .meta
+            .next_nonce
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+
+    // Retry with the right secret and the new nonce.
+    let good = msg(
+        header(3, Some(md5_cred("funambol", "funambol", &nonce)), None),
+        vec![alert(1, 1201), devinfo()],
+        true,
+    );
+    s.handle(Incoming::body(&good), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, SessionEvent::Authenticated(_)))
+    );
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 212);
+    assert!(
+        statuses(&m)[0]
+            .chal
+            .as_ref()
+            .unwrap()
+            .meta
+            .next_nonce
+            .is_some()
+    );
+    assert!(m.body.commands.iter().any(|c| matches!(c, Command::Get(_))));
+}
+
+#[test]
+fn too_many_auth_failures_end_the_session() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(9, DmCommand::Delete { uri: uri("./A") }).unwrap();
+    for i in 1..=3 {
+        let bad = msg(
+            header(i, Some(basic_cred("funambol", "nope")), None),
+            vec![alert(1, 1201)],
+            true,
+        );
+        s.handle(Incoming::body(&bad), t0).unwrap();
+        s.poll_transmit(t0).unwrap();
+    }
+    let ev = drain(&mut s);
+    assert_eq!(
+        ev.last(),
+        Some(&SessionEvent::Ended {
+            reason: EndReason::AuthFailed,
+            unsent: vec![9],
+            unanswered: vec![]
+        })
+    );
+}
+
+#[test]
+fn hmac_client_authentication() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Hmac, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    let creds = Credentials::new("funambol", "funambol");
+    let body = msg(header(1, None, None), vec![alert(1, 1201), devinfo()], true);
+    // Without the header: 407.
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 407);
+    let nonce = Nonce::from_b64(
+        statuses(&m)[0]
+            .chal
+            .as_ref()
+            .unwrap()
+            .meta
+            .next_nonce
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    let body = msg(header(2, None, None), vec![alert(1, 1201), devinfo()], true);
+    let mac = HmacHeader::compute(&creds, &nonce, &body).to_header_value();
+    s.handle(
+        Incoming {
+            body: &body,
+            content_type: None,
+            hmac: Some(&mac),
+        },
+        t0,
+    )
+    .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 212);
+    let next = Nonce::from_b64(
+        statuses(&m)[0]
+            .chal
+            .as_ref()
+            .unwrap()
+            .meta
+            .next_nonce
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    // Every message carries a MAC: the next one with the nonce from the 212's Chal.
+    let body3 = msg(
+        header(3, None, None),
+        vec![
+            st(1, m.header.msg_id, 0, "SyncHdr", 212),
+            st(2, m.header.msg_id, 4, "Get", 200),
+        ],
+        true,
+    );
+    let mac3 = HmacHeader::compute(&creds, &next, &body3).to_header_value();
+    s.handle(
+        Incoming {
+            body: &body3,
+            content_type: None,
+            hmac: Some(&mac3),
+        },
+        t0,
+    )
+    .unwrap();
+    let ev = drain(&mut s);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, SessionEvent::CommandStatus { tag: 1, .. }))
+    );
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 200);
+}
+
+#[test]
+fn server_hmac_and_device_challenge() {
+    let t0 = Instant::now();
+    let mut dev = device(AuthType::Basic, Quirks::default());
+    dev.server_auth = AuthType::Hmac;
+    let mut s = ServerSession::new(&config(), dev, random(), t0);
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    let out = s.poll_transmit(t0).unwrap();
+    let h = HmacHeader::parse(out.hmac.as_deref().unwrap()).unwrap();
+    assert!(
+        h.verify(
+            &Credentials::new("funambol", "srvpwd"),
+            &Nonce::default(),
+            &out.body
+        )
+        .is_ok()
+    );
+    assert!(decode_out(&out).header.cred.is_none());
+}
+
+#[test]
+fn device_rejecting_our_cred_gets_it_again_and_commands_are_resent() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        5,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    drain(&mut s);
+    // The device refuses our Cred, challenges with a nonce, and answers the Get with 0.
+    let mut hs = Status {
+        cmd_id: 1,
+        msg_ref: m.header.msg_id,
+        cmd_ref: 0,
+        cmd: "SyncHdr".into(),
+        target_refs: vec![],
+        source_refs: vec![],
+        cred: None,
+        chal: Some(Chal {
+            meta: Meta {
+                format: Some("b64".into()),
+                type_: Some("syncml:auth-md5".into()),
+                next_nonce: Some(Nonce::from_bytes(b"abc".to_vec()).to_b64()),
+                ..Meta::default()
+            },
+        }),
+        code: StatusCode(401),
+        items: vec![],
+    };
+    let body = msg(
+        header(2, None, None),
+        vec![Command::Status(hs.clone()), st(2, 1, 4, "Get", 0)],
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, SessionEvent::ServerCredRejected { .. }))
+    );
+    assert!(ev.iter().any(|e| matches!(e, SessionEvent::NoncesChanged { server_nonce, .. } if server_nonce.as_bytes() == b"abc")));
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SessionEvent::CommandStatus { .. }))
+    );
+    let m2 = decode_out(&s.poll_transmit(t0).unwrap());
+    let expected = auth::md5_cred_data(
+        &Credentials::new("funambol", "srvpwd"),
+        &Nonce::from_bytes(b"abc".to_vec()),
+        auth::NonceForm::Raw,
+    );
+    assert_eq!(
+        m2.header.cred.as_ref().unwrap().data.as_text(),
+        Some(expected.as_str())
+    );
+    assert!(
+        m2.body
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Get(_))),
+        "Get resent"
+    );
+    // Accepted now.
+    hs.code = StatusCode(212);
+    hs.chal = None;
+    hs.msg_ref = m2.header.msg_id;
+    let get_id = m2
+        .body
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::Get(_)))
+        .unwrap()
+        .cmd_id();
+    let body = msg(
+        header(3, None, None),
+        vec![
+            Command::Status(hs),
+            st(2, m2.header.msg_id, get_id, "Get", 200),
+        ],
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    assert!(drain(&mut s).contains(&SessionEvent::CommandStatus {
+        tag: 5,
+        status: StatusCode::OK,
+        source: StatusSource::Device
+    }));
+}
+
+fn big_text(n: usize) -> String {
+    (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect()
+}
+
+#[test]
+fn small_max_msg_size_multi_message_and_large_object() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    for t in 0..12u64 {
+        s.enqueue(
+            t,
+            DmCommand::Replace {
+                items: vec![NodeWrite::text(
+                    uri(&format!("./Vendor/N{t}")),
+                    big_text(150),
+                )],
+            },
+        )
+        .unwrap();
+    }
+    let blob = big_text(5000) + "é€";
+    s.enqueue(
+        100,
+        DmCommand::Add {
+            items: vec![NodeWrite::text(uri("./Vendor/Blob"), blob.clone())],
+        },
+    )
+    .unwrap();
+    s.enqueue(
+        101,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    let mut dev = SimDevice::new(Some(1200));
+    let (events, msgs) = run(&mut s, &mut dev, t0, Some(1200));
+    // Several server messages without Final, answered with 1222 (DM Protocol §6).
+    assert!(msgs.iter().filter(|m| !m.body.final_).count() >= 4);
+    assert!(msgs.iter().any(|m| {
+        m.body
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Add(a) if a.items[0].more_data))
+    }));
+    // The device got the object whole, with Size on the first chunk (DM Protocol §7).
+    let (_, bytes, size) = dev
+        .applied
+        .iter()
+        .find(|(t, ..)| t == "./Vendor/Blob")
+        .unwrap();
+    assert_eq!(bytes.as_slice(), blob.as_bytes());
+    assert_eq!(*size, Some(blob.len() as u64));
+    let st = command_statuses(&events);
+    for t in (0..12).chain([100, 101]) {
+        assert_eq!(
+            st.iter().filter(|(tag, ..)| *tag == t).count(),
+            1,
+            "tag {t}"
+        );
+    }
+    assert!(st.iter().all(|(_, c, _)| *c == 200));
+    assert!(
+        matches!(events.last(), Some(SessionEvent::Ended { reason: EndReason::Completed, unsent, unanswered }) if unsent.is_empty() && unanswered.is_empty())
+    );
+}
+
+#[test]
+fn constrained_device_never_gets_more_than_one_message() {
+    let t0 = Instant::now();
+    let quirks = Quirks {
+        max_msg_size_override: Some(1600),
+        ..Quirks::constrained_client()
+    };
+    let mut s = new_session(AuthType::Basic, quirks, t0);
+    for t in 0..8u64 {
+        s.enqueue(
+            t,
+            DmCommand::Replace {
+                items: vec![NodeWrite::text(
+                    uri(&format!("./Vendor/N{t}")),
+                    big_text(200),
+                )],
+            },
+        )
+        .unwrap();
+    }
+    s.enqueue(
+        50,
+        DmCommand::Replace {
+            items: vec![NodeWrite::text(uri("./Big"), big_text(3000))],
+        },
+    )
+    .unwrap();
+    s.enqueue(
+        51,
+        DmCommand::Sequence(vec![(52, DmCommand::Delete { uri: uri("./X") })]),
+    )
+    .unwrap();
+    // The quirk profile ignores the device's own MaxMsgSize; the driver sets the override.
+    let mut dev = SimDevice::new(Some(100_000));
+    let (events, msgs) = run(&mut s, &mut dev, t0, Some(1600));
+    assert!(msgs.len() >= 3, "commands spread over several packages");
+    assert!(msgs.iter().all(|m| m.body.final_), "every message Final");
+    assert!(msgs.iter().all(|m| {
+        !m.body
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Sequence(_)))
+    }));
+    let st = command_statuses(&events);
+    assert!(st.contains(&(50, 413, StatusSource::Engine)));
+    assert!(st.contains(&(51, 406, StatusSource::Engine)));
+    assert!(st.contains(&(52, 406, StatusSource::Engine)));
+    for t in 0..8 {
+        assert!(st.contains(&(t, 200, StatusSource::Device)));
+    }
+}
+
+#[test]
+fn device_sends_its_package_in_two_messages() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    let part1 = msg(
+        header(1, Some(basic_cred("funambol", "funambol")), None),
+        vec![alert(1, 1201), devinfo()],
+        false,
+    );
+    s.handle(Incoming::body(&part1), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(!m.body.final_);
+    assert!(matches!(m.body.commands.last(), Some(Command::Alert(a)) if a.code.0 == 1222));
+    assert!(
+        !m.body.commands.iter().any(|c| matches!(c, Command::Get(_))),
+        "no new commands"
+    );
+    assert_eq!(statuses(&m).len(), 3);
+    let part2 = msg(
+        header(2, None, None),
+        vec![st(1, 1, 0, "SyncHdr", 200), devinfo()],
+        true,
+    );
+    s.handle(Incoming::body(&part2), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(m.body.final_);
+    assert!(m.body.commands.iter().any(|c| matches!(c, Command::Get(_))));
+}
+
+#[test]
+fn atomic_without_container_status_is_derived() {
+    for (inner_fail, expected) in [(false, 200), (true, 507)] {
+        let t0 = Instant::now();
+        let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+        s.enqueue(
+            10,
+            DmCommand::Atomic(vec![
+                (
+                    11,
+                    DmCommand::Replace {
+                        items: vec![NodeWrite::text(uri("./A"), "1")],
+                    },
+                ),
+                (
+                    12,
+                    DmCommand::Replace {
+                        items: vec![NodeWrite::text(uri("./B"), "2")],
+                    },
+                ),
+            ]),
+        )
+        .unwrap();
+        s.handle(Incoming::body(PKG1), t0).unwrap();
+        let m = decode_out(&s.poll_transmit(t0).unwrap());
+        let Some(Command::Atomic(a)) = m
+            .body
+            .commands
+            .iter()
+            .find(|c| matches!(c, Command::Atomic(_)))
+        else {
+            panic!("no Atomic")
+        };
+        let (i1, i2) = (a.commands[0].cmd_id(), a.commands[1].cmd_id());
+        let body = msg(
+            header(2, None, None),
+            vec![
+                st(1, 1, 0, "SyncHdr", 212),
+                st(2, 1, i1, "Replace", if inner_fail { 500 } else { 200 }),
+                st(3, 1, i2, "Replace", if inner_fail { 216 } else { 200 }),
+            ],
+            true,
+        );
+        s.handle(Incoming::body(&body), t0).unwrap();
+        let st = command_statuses(&drain(&mut s));
+        assert_eq!(st.last(), Some(&(10, expected, StatusSource::Derived)));
+        assert_eq!(st.len(), 3);
+    }
+}
+
+#[test]
+fn user_interaction_alerts_and_answers() {
+    let cases: Vec<(UiAlert, u16, Vec<&str>, UiAnswer)> = vec![
+        (
+            UiAlert::new(UiKind::Confirm, "Update now?"),
+            304,
+            vec![],
+            UiAnswer::Rejected,
+        ),
+        (
+            UiAlert::new(UiKind::Confirm, "Update now?"),
+            200,
+            vec![],
+            UiAnswer::Accepted,
+        ),
+        (
+            {
+                let mut a = UiAlert::new(UiKind::TextInput, "Name?");
+                a.max_len = Some(10);
+                a.input_type = Some(InputType::Alphanumeric);
+                a.default_response = Some("John Doe".into());
+                a
+            },
+            200,
+            vec!["hello"],
+            UiAnswer::Text("hello".into()),
+        ),
+        (
+            {
+                let mut a = UiAlert::new(UiKind::MultipleChoice, "Pick");
+                a.choices = vec!["red".into(), "green".into(), "blue".into()];
+                a
+            },
+            200,
+            vec!["1", "3"],
+            UiAnswer::Selected(vec![1, 3]),
+        ),
+        (
+            UiAlert::new(UiKind::SingleChoice, "Pick"),
+            214,
+            vec![],
+            UiAnswer::Cancelled,
+        ),
+        (
+            UiAlert::new(UiKind::Display, "Hi"),
+            200,
+            vec![],
+            UiAnswer::Acknowledged,
+        ),
+    ];
+    for (ui, code, items, expected) in cases {
+        let t0 = Instant::now();
+        let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+        s.enqueue(20, DmCommand::UserInteraction(ui.clone()))
+            .unwrap();
+        let mut dev = SimDevice::new(None);
+        dev.ui_answer = Some((code, items.iter().map(|s| s.to_string()).collect()));
+        let (events, msgs) = run(&mut s, &mut dev, t0, None);
+        let Some(Command::Alert(a)) = msgs[0]
+            .body
+            .commands
+            .iter()
+            .find(|c| matches!(c, Command::Alert(_)))
+        else {
+            panic!("no alert")
+        };
+        assert!(a.code.is_user_interaction());
+        assert_eq!(
+            a.items[1].data.as_ref().unwrap().as_text(),
+            Some(ui.text.as_str())
+        );
+        assert_eq!(
+            a.items.len(),
+            2 + if matches!(ui.kind, UiKind::SingleChoice | UiKind::MultipleChoice) {
+                ui.choices.len()
+            } else {
+                0
+            }
+        );
+        if ui.kind == UiKind::TextInput {
+            assert_eq!(
+                a.items[0].data.as_ref().unwrap().as_text(),
+                Some("DR=John+Doe&MAXLEN=10&IT=A")
+            );
+        }
+        assert!(events.contains(&SessionEvent::UserResponse {
+            tag: 20,
+            status: StatusCode(code),
+            answer: expected
+        }));
+        assert_eq!(
+            command_statuses(&events),
+            [(20, code, StatusSource::Device)]
+        );
+    }
+}
+
+#[test]
+fn exec_with_correlator_and_generic_alert() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        30,
+        DmCommand::Exec {
+            uri: uri("./FUMO/fw1/DownloadAndUpdate"),
+            data: None,
+            correlator: Some("op-30".into()),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let Some(Command::Exec(e)) = m
+        .body
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::Exec(_)))
+    else {
+        panic!("no Exec")
+    };
+    assert_eq!(e.correlator.as_deref(), Some("op-30"));
+    // 202 now, then (in this test the same session) the Generic Alert with the correlator.
+    let ga = Command::Alert(Alert {
+        cmd_id: 3,
+        no_resp: false,
+        cred: None,
+        correlator: Some("op-30".into()),
+        code: AlertCode::GENERIC_ALERT,
+        items: vec![Item {
+            source: Some(Location::new("./FUMO/fw1/DownloadAndUpdate")),
+            meta: Some(
+                Meta::with_format("int")
+                    .and_type("org.openmobilealliance.dm.firmwareupdate.downloadandupdate"),
+            ),
+            data: Some(Data::Text("200".into())),
+            ..Item::default()
+        }],
+    });
+    let body = msg(
+        header(2, None, None),
+        vec![
+            st(1, 1, 0, "SyncHdr", 212),
+            st(2, 1, e.cmd_id, "Exec", 202),
+            ga,
+        ],
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(ev.contains(&SessionEvent::CommandStatus {
+        tag: 30,
+        status: StatusCode(202),
+        source: StatusSource::Device
+    }));
+    let (corr, items) = ev
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::GenericAlert { correlator, items } => {
+                Some((correlator.clone(), items.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(corr.as_deref(), Some("op-30"));
+    assert_eq!(
+        items[0].type_.as_deref(),
+        Some("org.openmobilealliance.dm.firmwareupdate.downloadandupdate")
+    );
+    assert_eq!(items[0].data, Some(Data::Text("200".into())));
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let acks: Vec<_> = statuses(&m)
+        .into_iter()
+        .filter(|s| s.cmd == "Alert")
+        .collect();
+    assert_eq!(acks[0].code.0, 200);
+    assert_eq!(acks[0].cmd_ref, 3);
+}
+
+#[test]
+fn generic_alert_in_package_one() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    let mut ga = alert(3, 1226);
+    if let Command::Alert(a) = &mut ga {
+        a.correlator = Some("c1".into());
+        a.items.push(Item::source("./FUMO/x", "200"));
+    }
+    let body = msg(
+        header(1, Some(basic_cred("funambol", "funambol")), None),
+        vec![alert(1, 1201), devinfo(), ga],
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    assert!(
+        drain(&mut s).iter().any(
+            |e| matches!(e, SessionEvent::GenericAlert { correlator: Some(c), .. } if c == "c1")
+        )
+    );
+}
+
+#[test]
+fn replayed_message_gets_the_same_answer_and_a_jump_is_an_error() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    let first = s.poll_transmit(t0).unwrap();
+    drain(&mut s);
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    assert_eq!(s.poll_transmit(t0).unwrap(), first);
+    assert!(drain(&mut s).is_empty(), "a replay changes nothing");
+    let jump = msg(
+        header(5, None, None),
+        vec![st(1, 1, 0, "SyncHdr", 212)],
+        true,
+    );
+    let err = s.handle(Incoming::body(&jump), t0).unwrap_err();
+    assert!(matches!(
+        err,
+        SessionError::Protocol(ProtocolError::MsgIdOutOfOrder {
+            expected: 2,
+            got: 5
+        })
+    ));
+    assert!(
+        matches!(drain(&mut s).last(), Some(SessionEvent::Ended { reason: EndReason::ProtocolError(_), unanswered, .. }) if unanswered == &vec![1])
+    );
+    assert_eq!(
+        s.handle(Incoming::body(PKG3), t0),
+        Err(SessionError::Finished)
+    );
+}
+
+#[test]
+fn wrong_session_id_is_refused_without_ending() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    s.poll_transmit(t0).unwrap();
+    let mut h = header(2, None, None);
+    h.session_id = "99".into();
+    let body = msg(h, vec![], true);
+    assert!(matches!(
+        s.handle(Incoming::body(&body), t0),
+        Err(SessionError::Protocol(
+            ProtocolError::SessionIdMismatch { .. }
+        ))
+    ));
+    assert!(!s.is_finished());
+}
+
+#[test]
+fn session_timeout_lists_unsent_and_unanswered() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    s.poll_transmit(t0).unwrap();
+    s.enqueue(2, DmCommand::Delete { uri: uri("./X") }).unwrap();
+    drain(&mut s);
+    let deadline = s.poll_timeout().unwrap();
+    assert_eq!(deadline, t0 + config().session_timeout);
+    s.handle_timeout(t0 + Duration::from_secs(10));
+    assert!(!s.is_finished());
+    s.handle_timeout(deadline);
+    assert_eq!(
+        drain(&mut s),
+        [SessionEvent::Ended {
+            reason: EndReason::TimedOut,
+            unsent: vec![2],
+            unanswered: vec![1]
+        }]
+    );
+    assert!(s.enqueue(3, DmCommand::Delete { uri: uri("./Y") }).is_err());
+}
+
+#[test]
+fn garbage_body_is_an_error_and_nothing_is_lost() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(1, DmCommand::Get { uri: uri("./A") }).unwrap();
+    s.enqueue(2, DmCommand::Delete { uri: uri("./B") }).unwrap();
+    let err = s
+        .handle(Incoming::body(b"\x00\xffgarbage<<"), t0)
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Decode(_)));
+    assert_eq!(err.status().0, 400);
+    assert!(
+        matches!(drain(&mut s).last(), Some(SessionEvent::Ended { unsent, .. }) if unsent == &vec![1, 2])
+    );
+    assert!(peek(b"garbage", None, Limits::default()).is_err());
+}
+
+#[test]
+fn garbage_mid_session_does_not_end_it() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    s.poll_transmit(t0).unwrap();
+    assert!(s.handle(Incoming::body(b"<SyncML><SyncHdr>"), t0).is_err());
+    assert!(!s.is_finished());
+    assert!(
+        s.handle(
+            Incoming {
+                body: PKG3,
+                content_type: Some("text/html"),
+                hmac: None
+            },
+            t0
+        )
+        .is_err()
+    );
+    s.handle(Incoming::body(PKG3), t0).unwrap();
+}
+
+#[test]
+fn device_abort_ends_the_session() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    s.poll_transmit(t0).unwrap();
+    let body = msg(
+        header(2, None, None),
+        vec![st(1, 1, 0, "SyncHdr", 212), alert(2, 1223)],
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(m.body.final_);
+    assert!(
+        matches!(drain(&mut s).last(), Some(SessionEvent::Ended { reason: EndReason::Aborted, unanswered, .. }) if unanswered == &vec![1])
+    );
+}
+
+#[test]
+fn chunked_results_are_reassembled_and_unknown_refs_tolerated() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(1, DmCommand::Get { uri: uri("./Big") }).unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let get_id = m
+        .body
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::Get(_)))
+        .unwrap()
+        .cmd_id();
+    let chunk = |cmd_id: u32, data: &str, more: bool, size: Option<u64>| {
+        Command::Results(Results {
+            cmd_id,
+            msg_ref: Some(1),
+            cmd_ref: get_id,
+            items: vec![Item {
+                source: Some(Location::new("./Big")),
+                meta: size.map(|n| Meta {
+                    size: Some(n),
+                    ..Meta::default()
+                }),
+                data: Some(Data::Text(data.into())),
+                more_data: more,
+                ..Item::default()
+            }],
+            ..Results::default()
+        })
+    };
+    let body = msg(
+        header(2, None, None),
+        vec![
+            st(1, 1, 0, "SyncHdr", 212),
+            st(2, 1, get_id, "Get", 200),
+            chunk(3, "hello ", true, Some(11)),
+            st(4, 1, 77, "Get", 200),
+        ],
+        false,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SessionEvent::Anomaly(Anomaly::UnknownStatusRef { cmd_ref: 77, .. })
+    )));
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(
+        statuses(&m)
+            .iter()
+            .any(|s| s.cmd == "Results" && s.code.0 == 213)
+    );
+    assert!(matches!(m.body.commands.last(), Some(Command::Alert(a)) if a.code.0 == 1222));
+    let body = msg(
+        header(3, None, None),
+        vec![st(1, 2, 0, "SyncHdr", 200), chunk(2, "world", false, None)],
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(ev.contains(&SessionEvent::CommandResults {
+        tag: 1,
+        items: vec![NodeReport {
+            uri: "./Big".into(),
+            format: None,
+            mime_type: None,
+            data: Some(Data::Text("hello world".into()))
+        }]
+    }));
+}
