@@ -15,7 +15,11 @@ use omnidm_syncml::{AlertCode, Command, Message, StatusCode, decode};
 const SERVER_URI: &str = "http://127.0.0.1:8080/funambol/dm";
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/data/client/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/data/client/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn device() -> (ClientConfig, MemoryTree) {
@@ -52,18 +56,21 @@ fn funambol_capture() {
     let p1 = s.poll_transmit(&mut tree, now).expect("package 1");
     assert_eq!(p1.uri, SERVER_URI);
     assert!(p1.final_);
-    assert!(s.poll_transmit(&mut tree, now).is_none(), "one message at a time");
+    assert!(
+        s.poll_transmit(&mut tree, now).is_none(),
+        "one message at a time"
+    );
     let ours = msg(&p1.body);
     let recorded = msg(&fixture("pkg1-client.xml"));
     assert_eq!(ours.header.session_id, recorded.header.session_id);
     assert_eq!(ours.header.msg_id, 1);
     assert_eq!(ours.header.target, recorded.header.target);
     assert_eq!(ours.header.source.loc_uri, "DMCtest");
-    assert_eq!(ours.header.cred, recorded.header.cred, "Basic funambol:funambol");
     assert_eq!(
-        ours.header.meta.as_ref().unwrap().max_msg_size,
-        Some(16384)
+        ours.header.cred, recorded.header.cred,
+        "Basic funambol:funambol"
     );
+    assert_eq!(ours.header.meta.as_ref().unwrap().max_msg_size, Some(16384));
     let Command::Alert(a) = &ours.body.commands[0] else {
         panic!("first command is the session alert")
     };
@@ -123,8 +130,14 @@ fn funambol_capture() {
     assert_eq!(h.source_refs, rh.source_refs);
     let chal = h.chal.as_ref().expect("a new nonce for the server");
     assert_eq!(chal.meta.type_.as_deref(), Some("syncml:auth-md5"));
-    assert_eq!(chal.meta.next_nonce.as_deref(), Some(fresh.to_b64().as_str()));
-    assert_eq!(ours.body.commands[1], recorded.body.commands[1], "Get status");
+    assert_eq!(
+        chal.meta.next_nonce.as_deref(),
+        Some(fresh.to_b64().as_str())
+    );
+    assert_eq!(
+        ours.body.commands[1], recorded.body.commands[1],
+        "Get status"
+    );
     let (Command::Results(res), Command::Results(rres)) =
         (&ours.body.commands[2], &recorded.body.commands[2])
     else {

@@ -770,13 +770,17 @@ impl ClientSession {
         let mut cmds: Vec<Command> = Vec::new();
         let mut id = 1u32;
         let mut full = false;
+        // Whether a Results/Alert went in: one always does, even over the limit, so that the
+        // session makes progress.
+        let mut sent_other = false;
         // 1. Statuses first.
         while let Some(mut c) = self.out_status.pop_front() {
             if let Some(x) = cmd_id_mut(&mut c) {
                 *x = id;
             }
-            if budget.try_add(&c, true) || cmds.is_empty() {
-                if cmds.is_empty() {
+            let fits = budget.try_add(&c, true);
+            if fits || cmds.is_empty() {
+                if !fits {
                     budget.push(&c);
                 }
                 cmds.push(c);
@@ -791,6 +795,7 @@ impl ClientSession {
         while !full {
             if self.out_lo.is_some() {
                 if let Some((c, last)) = self.next_chunk(&mut budget, id) {
+                    sent_other = true;
                     cmds.push(c);
                     id += 1;
                     if last {
@@ -808,41 +813,40 @@ impl ClientSession {
             }
             if budget.try_add(&c, true) {
                 cmds.push(c);
+                sent_other = true;
                 id += 1;
                 continue;
             }
             match c {
                 Command::Results(mut r) if r.items.len() > 1 => {
-                    // Split the items over several Results for the same Get.
+                    // Split the items over several Results for the same Get: as many as fit
+                    // now, the rest later.
                     let rest = r.items.split_off(1);
-                    let mut first = Command::Results(r.clone());
-                    let mut taken = 1;
-                    while taken < rest.len() + 1 {
+                    let mut taken = 0;
+                    while taken < rest.len() {
                         let mut attempt = r.clone();
-                        attempt.items.extend(rest.iter().take(taken).cloned());
-                        let a = Command::Results(attempt);
-                        if budget.clone().try_add(&a, true) {
-                            first = a;
+                        attempt.items.extend(rest.iter().take(taken + 1).cloned());
+                        if budget.clone().try_add(&Command::Results(attempt), true) {
                             taken += 1;
                         } else {
                             break;
                         }
                     }
-                    let used = taken - 1;
-                    let mut remainder = r.clone();
-                    remainder.items = rest.into_iter().skip(used).collect();
+                    let mut first = r.clone();
+                    first.items.extend(rest.iter().take(taken).cloned());
+                    let mut remainder = r;
+                    remainder.items = rest.into_iter().skip(taken).collect();
+                    self.out_other.push_front(Command::Results(remainder));
+                    let first = Command::Results(first);
                     if budget.try_add(&first, true) {
                         cmds.push(first);
+                        sent_other = true;
                         id += 1;
-                        self.out_other.push_front(Command::Results(remainder));
+                        full = true;
                     } else {
-                        // Not even one item fits: put everything back, next message.
-                        if let Command::Results(mut f) = first {
-                            f.items.extend(remainder.items);
-                            self.out_other.push_front(Command::Results(f));
-                        }
+                        // Not even one item fits: it goes alone next (in chunks if needed).
+                        self.out_other.push_front(first);
                     }
-                    full = true;
                 }
                 Command::Results(r) if self.lo_supported() && r.items.len() == 1 => {
                     let Some(item) = r.items.into_iter().next() else {
@@ -857,10 +861,11 @@ impl ClientSession {
                         offset: 0,
                     });
                 }
-                other if cmds.is_empty() => {
-                    // Too big and not splittable: send it alone rather than never.
+                other if !sent_other => {
+                    // Too big and not splittable: send it anyway rather than never.
                     budget.push(&other);
                     cmds.push(other);
+                    sent_other = true;
                     id += 1;
                     full = true;
                 }
@@ -919,10 +924,7 @@ impl ClientSession {
             })
         };
         let whole = make(lo, rest, false);
-        if first && budget.clone().try_add(&whole, true) || !first && budget.try_add(&whole, true) {
-            if first {
-                budget.push(&whole);
-            }
+        if budget.try_add(&whole, true) {
             return Some((whole, true));
         }
         let boundary = |lo: &OutLo, mut n: usize| {
@@ -1672,7 +1674,10 @@ impl ClientSession {
                 .push(self.status_for(x.cmd_id, "Atomic", code, None, None));
             for c in inner.cmds {
                 if let Command::Status(mut s) = c {
-                    if s.code.is_success() && rolled_back && s.cmd != "Alert" {
+                    let executed_ok = s.code.is_success()
+                        && s.code != StatusCode::NOT_EXECUTED
+                        && s.code != StatusCode::OPERATION_CANCELLED;
+                    if executed_ok && rolled_back && s.cmd != "Alert" {
                         s.code = StatusCode::ATOMIC_ROLLBACK_OK;
                     }
                     out.cmds.push(Command::Status(s));
