@@ -1132,3 +1132,45 @@ fn msg_ids_strictly_increase() {
         last = id;
     }
 }
+
+#[test]
+fn no_resp_resp_uri_and_server_max_obj_size() {
+    let mut h = Harness::default();
+    h.send();
+    let mut quiet = get(2, "./DevInfo/Mod");
+    if let Command::Get(g) = &mut quiet {
+        g.no_resp = true;
+    }
+    let mut body = h.server_message(
+        vec![quiet, replace(3, "./Vendor/omnidm/Greeting", "x")],
+        true,
+    );
+    // The server names where to send the next message, and a small MaxObjSize.
+    let mut m = decode(&body).unwrap().message;
+    m.header.resp_uri = Some("http://dm.example/dm?s=abc".into());
+    m.header.meta = Some(Meta {
+        max_obj_size: Some(40),
+        ..Meta::default()
+    });
+    body = encode(&m, Encoding::Xml);
+    h.s.handle_response(&body, None, &mut h.tree, h.now)
+        .unwrap();
+    let out = h.s.poll_transmit(&mut h.tree, h.now).unwrap();
+    assert_eq!(out.uri, "http://dm.example/dm?s=abc");
+    let m = decode(&out.body).unwrap().message;
+    assert!(
+        statuses(&m).iter().all(|s| s.cmd_ref != 2),
+        "NoResp: no status"
+    );
+    assert_eq!(text(results(&m)[0]), "SimPhone 1", "but Results are sent");
+    assert_eq!(code(&m, 3), 200);
+    h.client_msg = out.msg_id;
+    h.tree.set_chr("./Vendor/omnidm/Blob", &"x".repeat(41));
+    h.reply(vec![get(4, "./Vendor/omnidm/Blob")], true);
+    let m = h.send();
+    assert_eq!(
+        code(&m, 4),
+        413,
+        "MaxObjSize stays in effect for the session"
+    );
+}

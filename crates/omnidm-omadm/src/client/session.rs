@@ -494,6 +494,21 @@ fn generic_alert_command(a: &GenericAlert) -> Command {
     })
 }
 
+/// The command's own `NoResp` flag.
+fn no_resp_of(c: &Command) -> bool {
+    match c {
+        Command::Add(x)
+        | Command::Copy(x)
+        | Command::Delete(x)
+        | Command::Get(x)
+        | Command::Replace(x) => x.no_resp,
+        Command::Alert(x) => x.no_resp,
+        Command::Atomic(x) | Command::Sequence(x) => x.no_resp,
+        Command::Exec(x) => x.no_resp,
+        Command::Results(_) | Command::Status(_) => false,
+    }
+}
+
 fn simple_alert(code: AlertCode, items: Vec<Item>) -> Command {
     Command::Alert(Alert {
         cmd_id: 0,
@@ -1051,6 +1066,7 @@ impl ClientSession {
         let mut out = Out::default();
         let mut had_commands = false;
         let mut cancelled = false;
+        let no_resp = msg.header.no_resp;
         for c in msg.body.commands {
             match c {
                 Command::Status(s) => self.on_status(&s),
@@ -1071,8 +1087,19 @@ impl ClientSession {
                         continue;
                     }
                     self.check_lo_interrupted(&other, &mut out);
+                    // NoResp (RepPro): no Status for this command (or for any, from the
+                    // SyncHdr); Results are still sent.
+                    let quiet = no_resp || no_resp_of(&other);
+                    let (id, start) = (other.cmd_id(), out.cmds.len());
                     if self.execute(other, tree, &mut out, false) == Flow::Cancelled {
                         cancelled = true;
+                    }
+                    if quiet {
+                        let mut i = 0;
+                        out.cmds.retain(|c| {
+                            i += 1;
+                            i <= start || !matches!(c, Command::Status(s) if s.cmd_ref == id)
+                        });
                     }
                 }
             }
@@ -1324,7 +1351,21 @@ impl ClientSession {
             Command::Get(g) => {
                 for item in &g.items {
                     let target = item.target.as_ref().map(|t| t.loc_uri.clone());
-                    let r = parse_uri(item.target.as_ref()).and_then(|u| tree.get(&sid, &u));
+                    let max_obj = self.server_max_obj;
+                    let r = parse_uri(item.target.as_ref())
+                        .and_then(|u| tree.get(&sid, &u))
+                        .and_then(|items| {
+                            // The server's MaxObjSize MUST be respected (DM Protocol §2.2).
+                            let too_big = items.iter().any(|i| {
+                                max_obj
+                                    .is_some_and(|m| i.data.as_ref().is_some_and(|d| d.len() > m))
+                            });
+                            if too_big {
+                                Err(StatusCode::REQUEST_ENTITY_TOO_LARGE)
+                            } else {
+                                Ok(items)
+                            }
+                        });
                     let code = match r {
                         Ok(items) => {
                             out.cmds.push(self.status_for(
