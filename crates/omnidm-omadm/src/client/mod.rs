@@ -17,6 +17,31 @@
 //! device issues is drawn by the caller), persistence of nonces or pending alerts (reported as
 //! [`ClientEvent`]s for the caller to store), load generation (that is the simulator).
 //!
+//! A session, as the simulator drives it (HTTP left out):
+//!
+//! ```
+//! use std::time::Instant;
+//! use omnidm_omadm::client::{ClientConfig, ClientSession, DeviceProfile, MemoryTree, SessionParams};
+//!
+//! let profile = DeviceProfile::default();
+//! let mut tree = MemoryTree::standard_device(&profile);
+//! let now = Instant::now();
+//! let mut session = ClientSession::new(
+//!     ClientConfig::from_profile(&profile),
+//!     SessionParams::first([0x5a; 16]), // random bytes: the nonce issued to the server
+//!     now,
+//! );
+//! while let Some(out) = session.poll_transmit(&mut tree, now) {
+//!     // POST out.body to out.uri with out.content_type (and out.hmac_header), then:
+//!     // session.handle_response(&reply_body, reply_hmac_header, &mut tree, Instant::now())?;
+//!     # let _ = out; break;
+//! }
+//! while let Some(event) = session.poll_event() {
+//!     // store nonces (NoncesChanged), deferred generic alerts, outcomes…
+//!     # let _ = event;
+//! }
+//! ```
+//!
 //! **Architecture invariant**: no tokio, no serde_json, no I/O; nothing from the server can
 //! make it panic — bad input is a typed [`ClientError`] or a SyncML status.
 

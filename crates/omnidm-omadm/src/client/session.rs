@@ -429,6 +429,8 @@ pub struct ClientSession {
     client_nonce: Nonce,
     /// The server said 212: no more credentials this session.
     client_authenticated: bool,
+    /// [`ClientEvent::ClientAuthenticated`] was emitted (once per session).
+    client_auth_reported: bool,
     auth_attempts: u32,
     server_nonce: Nonce,
     fresh_nonce: Nonce,
@@ -567,6 +569,7 @@ impl ClientSession {
             server_msg_id: 0,
             client_nonce: params.client_nonce,
             client_authenticated: false,
+            client_auth_reported: false,
             auth_attempts: 0,
             server_nonce: params.server_nonce,
             fresh_nonce: Nonce::from_random(params.fresh_nonce),
@@ -1162,7 +1165,8 @@ impl ClientSession {
         }
         match s.code.0 {
             212 | 200 => {
-                if !self.client_authenticated && (s.code.0 == 212 || self.auth_attempts == 0) {
+                if !self.client_auth_reported {
+                    self.client_auth_reported = true;
                     self.events
                         .push_back(ClientEvent::ClientAuthenticated { status: s.code });
                 }

@@ -45,7 +45,7 @@ pub struct NodeItem {
 }
 
 /// A Generic Alert (1226) the device must send to report the end of asynchronous work
-/// (DM Protocol 1.2 Generic Alert; FUMO 1.0 §, SCOMO 1.0 completion alerts).
+/// (DM Protocol 1.2 Generic Alert; FUMO 1.0 and SCOMO 1.0 completion alerts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenericAlert {
     /// The Exec's `Correlator`, echoed only when the server sent one.
