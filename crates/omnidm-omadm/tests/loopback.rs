@@ -85,7 +85,7 @@ fn pump(
         tr.largest_up = tr.largest_up.max(up.body.len());
         let incoming = Incoming {
             body: &up.body,
-            content_type: Some(&up.content_type),
+            content_type: Some(up.content_type),
             hmac: up.hmac_header.as_deref(),
         };
         server
