@@ -247,6 +247,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<RecoveryReport, StoreError>> + Send;
 
+    /// Like [`recover`](Self::recover), for the sessions whose id starts with `node` only.
+    /// With several server nodes on one PostgreSQL database, a starting node recovers its
+    /// own sessions and leaves its peers' live ones alone (session ids carry the node id).
+    fn recover_node(
+        &self,
+        node: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<RecoveryReport, StoreError>> + Send;
+
     /// Writes the outcomes of many sessions in ONE transaction (all or nothing: on error,
     /// retry them one by one to isolate the bad one).
     fn apply_session_outcomes(
