@@ -155,14 +155,13 @@ async fn write_tags(conn: &mut Conn, id: &DeviceId, tags: &[String]) -> Result<(
 async fn insert_device(conn: &mut Conn, d: &Device) -> Result<(), StoreError> {
     let mut d = d.clone();
     d.tags = sorted_tags(&d.tags);
-    let sql = format!(
+    const SQL: &str = 
         "INSERT INTO devices (id, protocol, manufacturer, model, firmware_version, info, tags, \
          dm_client_auth, dm_client_name, dm_client_key, dm_server_id, dm_server_key, \
          dm_client_nonce, dm_server_nonce, quirk_profile, first_seen, last_seen, session_count, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19)"
-    );
-    let q = sqlx::query(&sql).bind(d.id.as_str().to_owned());
+         $16, $17, $18, $19)";
+    let q = sqlx::query(SQL).bind(d.id.as_str().to_owned());
     bind_device_fields(q, &d)?
         .bind(d.created_at.millis())
         .execute(&mut *conn)

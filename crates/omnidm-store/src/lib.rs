@@ -23,9 +23,9 @@ mod shared;
 mod sqlite;
 
 use omnidm_core::{
-    CommandOutcome, Device, DeviceFilter, DeviceId, DeviceInfo, DevicePage, NewOperation,
-    NodePath, Nonces, OpFilter, Operation, OperationId, RecoveryReport, SessionId,
-    SessionOutcome, Store, StoreError, Timestamp, TreeEntry,
+    CommandOutcome, Device, DeviceFilter, DeviceId, DeviceInfo, DevicePage, NewOperation, NodePath,
+    Nonces, OpFilter, Operation, OperationId, RecoveryReport, SessionId, SessionOutcome, Store,
+    StoreError, Timestamp, TreeEntry,
 };
 
 pub use postgres::PgStore;

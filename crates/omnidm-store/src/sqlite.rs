@@ -109,5 +109,4 @@ impl SqliteStore {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-
 include!("common.rs");
