@@ -2,7 +2,12 @@
 //! always, PostgreSQL when `OMNIDM_TEST_PG_URL` is set (each test gets a fresh database
 //! there). `OMNIDM_TEST_REQUIRE_PG=1` turns a missing PostgreSQL into a failure (CI).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::large_enum_variant)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::large_enum_variant
+)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
