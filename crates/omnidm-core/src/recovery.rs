@@ -214,3 +214,101 @@ mod tests {
         assert_eq!(q, o);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{DeviceId, NewOperation, NodePath, OpCommand, OperationId, SessionId};
+
+    fn command() -> impl Strategy<Value = OpCommand> {
+        let leaf = prop_oneof![
+            Just(OpCommand::Get {
+                path: NodePath::dm("./A").unwrap()
+            }),
+            Just(OpCommand::Delete {
+                path: NodePath::dm("./B").unwrap()
+            }),
+            Just(OpCommand::Exec {
+                path: NodePath::dm("./C").unwrap(),
+                data: None,
+                correlator: None
+            }),
+        ];
+        leaf.prop_recursive(2, 6, 3, |inner| {
+            prop::collection::vec(inner, 1..3).prop_map(OpCommand::Atomic)
+        })
+    }
+
+    /// Per command: (sent, answered status or none).
+    fn scenario() -> impl Strategy<Value = Vec<(OpCommand, bool, Option<u16>)>> {
+        prop::collection::vec(
+            (
+                command(),
+                any::<bool>(),
+                prop::option::of(prop_oneof![Just(200u16), Just(404u16)]),
+            ),
+            1..6,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn never_lost_never_twice(sc in scenario()) {
+            let cmds: Vec<OpCommand> = sc.iter().map(|(c, _, _)| c.clone()).collect();
+            let mut op = NewOperation::new(DeviceId::new("d").unwrap(), cmds)
+                .into_operation(OperationId(1), Timestamp(0));
+            op.transition(OpState::InSession, Timestamp(1)).unwrap();
+            op.session = Some(SessionId("s".into()));
+            for (i, (_, sent, answer)) in sc.iter().enumerate() {
+                // A command can only be answered if it was sent.
+                if *sent || answer.is_some() {
+                    op.mark_sent(&[i]);
+                }
+                if let Some(code) = answer {
+                    op.merge_outcomes([CommandOutcome::status(vec![i as u32], *code, Timestamp(2))]);
+                }
+            }
+            let before = op.clone();
+            let r = recover_interrupted(&mut op, Timestamp(3));
+            prop_assert!(matches!(op.state, OpState::Queued | OpState::Succeeded | OpState::Failed));
+            prop_assert_eq!(op.session.is_some(), false);
+            for (i, cmd) in op.commands.iter().enumerate() {
+                let was_answered = before.outcome_of(i).cloned();
+                let now = op.outcome_of(i);
+                // Answers are never lost.
+                if let Some(a) = &was_answered {
+                    prop_assert_eq!(Some(a), now);
+                    continue;
+                }
+                let was_sent = before.sent[i];
+                match op.state {
+                    OpState::Queued => {
+                        // Pending commands will be sent; a non-idempotent one only if it
+                        // never reached the device.
+                        prop_assert!(now.is_none());
+                        prop_assert!(!op.sent[i]);
+                        prop_assert!(!was_sent || cmd.is_idempotent());
+                    }
+                    _ => {
+                        // Finished: every command has an outcome, and one that may have run
+                        // is never reported as not executed.
+                        let st = now.map(|o| o.status);
+                        prop_assert!(st.is_some());
+                        if was_sent {
+                            prop_assert_eq!(st, Some(status::INTERRUPTED));
+                        } else {
+                            prop_assert_eq!(st, Some(status::NOT_EXECUTED));
+                        }
+                    }
+                }
+            }
+            // Idempotence of the rule itself: a second application changes nothing.
+            let again = op.clone();
+            prop_assert_eq!(recover_interrupted(&mut op, Timestamp(4)), Recovery::NotInSession);
+            prop_assert_eq!(op, again);
+            let _ = r;
+        }
+    }
+}

@@ -440,24 +440,24 @@ async fn apply_progress(
     Ok(op)
 }
 
-/// Applies the recovery rule to the in-session operations selected by `filter_sql` (a
-/// condition on `operations` with `$1` bound to `arg`).
+/// Applies the recovery rule to in-session operations: all of them (`filter == None`), or
+/// those matching `filter`, a condition on `operations` with `$1` bound to its argument.
 async fn recover_where(
     conn: &mut Conn,
-    filter_sql: &str,
-    arg: Option<String>,
+    filter: Option<(&str, String)>,
     now: Timestamp,
     report: &mut RecoveryReport,
 ) -> Result<(), StoreError> {
+    let cond = filter.as_ref().map_or("TRUE", |(c, _)| c);
     let sql = format!(
-        "SELECT {OP_COLS} FROM operations WHERE state = 'in_session' AND {filter_sql} \
+        "SELECT {OP_COLS} FROM operations WHERE state = 'in_session' AND {cond} \
          ORDER BY id{FOR_UPDATE}"
     );
-    let rows = sqlx::query(&sql)
-        .bind(arg)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+    let mut q = sqlx::query(&sql);
+    if let Some((_, arg)) = filter {
+        q = q.bind(arg);
+    }
+    let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
     for r in &rows {
         let mut op = op_from_row(r)?;
         match recover_interrupted(&mut op, now) {
@@ -477,7 +477,7 @@ async fn release_tx(
     now: Timestamp,
     report: &mut RecoveryReport,
 ) -> Result<(), StoreError> {
-    recover_where(conn, "session = $1", Some(session.0.clone()), now, report).await
+    recover_where(conn, Some(("session = $1", session.0.clone())), now, report).await
 }
 
 async fn apply_outcome_tx(
@@ -772,8 +772,7 @@ impl Store for ThisStore {
     async fn recover(&self, now: Timestamp) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        recover_where(&mut tx, "($1 IS NULL OR session IS NOT NULL)", None, now, &mut report)
-            .await?;
+        recover_where(&mut tx, None, now, &mut report).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
@@ -781,14 +780,8 @@ impl Store for ThisStore {
     async fn recover_node(&self, node: &str, now: Timestamp) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        recover_where(
-            &mut tx,
-            "substr(session, 1, length($1)) = $1",
-            Some(node.to_owned()),
-            now,
-            &mut report,
-        )
-        .await?;
+        let cond = "substr(session, 1, length($1)) = $1";
+        recover_where(&mut tx, Some((cond, node.to_owned())), now, &mut report).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
