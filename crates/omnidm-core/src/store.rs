@@ -60,6 +60,9 @@ pub struct SessionOutcome {
     pub nonces: Option<Nonces>,
     /// Tree cache updates.
     pub tree: Vec<TreeEntry>,
+    /// Nodes the device deleted (successful Delete): dropped from the cache with their
+    /// subtrees, before `tree` is applied.
+    pub tree_deleted: Vec<NodePath>,
     /// Operation progress.
     pub operations: Vec<OpProgress>,
     /// The session is over: operations it still holds after `operations` are applied go
@@ -153,6 +156,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         entries: &[TreeEntry],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Drops `root` and its subtree from the cache; returns how many nodes went.
+    fn delete_tree(
+        &self,
+        id: &DeviceId,
+        root: &NodePath,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The cached node at `root` and its descendants down to `depth` levels below it
     /// (`None` = all), in path order.
     fn read_tree(
@@ -187,7 +197,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Atomically moves the device's queued, unexpired operations to `in_session` under
     /// `session` (attempts + 1) and returns them in id order. Two concurrent claims never
-    /// return the same operation (PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+    /// return the same operation (PostgreSQL: `FOR UPDATE SKIP LOCKED`). A device with
+    /// nothing queued costs one indexed read and no write transaction (most sessions).
     fn claim(
         &self,
         device: &DeviceId,

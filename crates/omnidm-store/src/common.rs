@@ -288,6 +288,23 @@ async fn upsert_tree_tx(
     Ok(())
 }
 
+async fn delete_tree_tx(conn: &mut Conn, id: &DeviceId, root: &NodePath) -> Result<u64, StoreError> {
+    let root = root.without_query();
+    let prefix = root.descendant_prefix();
+    let done = sqlx::query(
+        "DELETE FROM tree_nodes WHERE device_id = $1 \
+         AND (path = $2 OR (path >= $3 AND ($4 IS NULL OR path < $4)))",
+    )
+    .bind(id.as_str().to_owned())
+    .bind(root.to_string())
+    .bind(prefix.clone())
+    .bind(prefix_upper(&prefix))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected())
+}
+
 // --- operations --------------------------------------------------------------------------------
 
 async fn select_op(
@@ -491,6 +508,9 @@ async fn apply_outcome_tx(
     if let Some(n) = &o.nonces {
         set_nonces_tx(conn, &o.device_id, n).await?;
     }
+    for p in &o.tree_deleted {
+        delete_tree_tx(conn, &o.device_id, p).await?;
+    }
     if !o.tree.is_empty() {
         upsert_tree_tx(conn, &o.device_id, &o.tree).await?;
     }
@@ -611,6 +631,11 @@ impl Store for ThisStore {
         tx.commit().await.map_err(db)
     }
 
+    async fn delete_tree(&self, id: &DeviceId, root: &NodePath) -> Result<u64, StoreError> {
+        let mut conn = self.writer().acquire().await.map_err(db)?;
+        delete_tree_tx(&mut conn, id, root).await
+    }
+
     async fn read_tree(
         &self,
         id: &DeviceId,
@@ -677,6 +702,19 @@ impl Store for ThisStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Vec<Operation>, StoreError> {
+        // Fast path: most sessions find nothing queued; don't take the (single, on SQLite)
+        // writer for them. Safe: a submission committed before the device was asked to call
+        // in is visible to this read; one committed during the session waits for the next.
+        let queued = sqlx::query(
+            "SELECT 1 AS one FROM operations WHERE device_id = $1 AND state = 'queued' LIMIT 1",
+        )
+        .bind(device.as_str().to_owned())
+        .fetch_optional(self.reader())
+        .await
+        .map_err(db)?;
+        if queued.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.writer().begin().await.map_err(db)?;
         let ops = claim_tx(&mut tx, device, session, now).await?;
         tx.commit().await.map_err(db)?;

@@ -121,6 +121,9 @@ impl Store for AnyStore {
     async fn upsert_tree(&self, id: &DeviceId, entries: &[TreeEntry]) -> Result<(), StoreError> {
         dispatch!(self.upsert_tree(id, entries))
     }
+    async fn delete_tree(&self, id: &DeviceId, root: &NodePath) -> Result<u64, StoreError> {
+        dispatch!(self.delete_tree(id, root))
+    }
     async fn read_tree(
         &self,
         id: &DeviceId,

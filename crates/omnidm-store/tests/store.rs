@@ -528,6 +528,12 @@ async fn tree_upsert_and_read(b: &Backend) {
         2
     );
 
+    assert_eq!(s.delete_tree(&lw.id, &path("/3/0")).await.unwrap(), 2);
+    assert_eq!(
+        s.read_tree(&lw.id, &path("/"), None).await.unwrap().len(),
+        1
+    );
+
     assert!(matches!(
         s.upsert_tree(&did("nobody"), &[entry("./A", "x", t(1))])
             .await,
@@ -868,6 +874,7 @@ async fn crash_recovery(b: &Backend) {
             contact: None,
             nonces: None,
             tree: vec![],
+            tree_deleted: vec![],
             operations: vec![
                 OpProgress {
                     id: get_op,
@@ -1009,6 +1016,16 @@ async fn session_outcome_applies_everything(b: &Backend) {
         .await
         .id;
     let untouched = submit(&s, "IMEI:1", vec![get("./B")]).await.id;
+    s.upsert_tree(
+        &dev,
+        &[
+            entry("./Vendor/Gone", "x", t(1)),
+            entry("./Vendor/Gone/Child", "x", t(1)),
+            entry("./Vendor/Kept", "x", t(1)),
+        ],
+    )
+    .await
+    .unwrap();
     let s1 = sess("n:1");
     s.claim(&dev, &s1, t(1)).await.unwrap();
     let nonces = Nonces {
@@ -1027,6 +1044,7 @@ async fn session_outcome_applies_everything(b: &Backend) {
             }),
             nonces: Some(nonces.clone()),
             tree: vec![entry("./DevInfo/Mod", "X1", t(8))],
+            tree_deleted: vec![path("./Vendor/Gone")],
             operations: vec![
                 OpProgress {
                     id: finished,
@@ -1062,6 +1080,9 @@ async fn session_outcome_applies_everything(b: &Backend) {
     assert_eq!(op(&s, finished).await.state, OpState::Succeeded);
     assert_eq!(op(&s, broken).await.outcomes[0].status, status::INTERRUPTED);
     assert_eq!(op(&s, untouched).await.state, OpState::Queued);
+    let vendor = s.read_tree(&dev, &path("./Vendor"), None).await.unwrap();
+    assert_eq!(vendor.len(), 1, "deleted subtree gone, sibling kept");
+    assert_eq!(vendor[0].path, path("./Vendor/Kept"));
 }
 
 async fn session_outcome_is_atomic(b: &Backend) {
@@ -1070,6 +1091,9 @@ async fn session_outcome_is_atomic(b: &Backend) {
     add_device(&s, "IMEI:2").await;
     let o = submit(&s, "IMEI:1", vec![get("./A")]).await.id;
     s.claim(&dev, &sess("mine"), t(1)).await.unwrap();
+    s.upsert_tree(&dev, &[entry("./Pre", "kept", t(1))])
+        .await
+        .unwrap();
     let good = SessionOutcome {
         device_id: did("IMEI:2"),
         session: sess("other"),
@@ -1077,6 +1101,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
         contact: Some(DeviceInfo::default()),
         nonces: None,
         tree: vec![entry("./Good", "1", t(5))],
+        tree_deleted: vec![],
         operations: vec![],
         ended: true,
     };
@@ -1090,6 +1115,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
         }),
         nonces: Some(Nonces::default()),
         tree: vec![entry("./A", "should not stick", t(5))],
+        tree_deleted: vec![path("./Pre")],
         operations: vec![OpProgress {
             id: o,
             sent: vec![0],
@@ -1107,13 +1133,16 @@ async fn session_outcome_is_atomic(b: &Backend) {
         let d = s.get_device(&did(id)).await.unwrap().unwrap();
         assert_eq!(d.session_count, 0, "{id}: contact rolled back");
         assert_eq!(d.info.model, None);
-        assert!(
-            s.read_tree(&d.id, &path("."), None)
-                .await
-                .unwrap()
-                .is_empty()
-        );
     }
+    assert!(
+        s.read_tree(&did("IMEI:2"), &path("."), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kept = s.read_tree(&dev, &path("."), None).await.unwrap();
+    assert_eq!(kept.len(), 1, "delete rolled back, insert rolled back");
+    assert_eq!(kept[0].value.as_deref(), Some("kept"));
     let still = op(&s, o).await;
     assert_eq!(
         (still.state, still.sent.clone()),
