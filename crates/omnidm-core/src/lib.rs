@@ -1,1 +1,41 @@
-//! placeholder
+//! The protocol-neutral domain of omnidm: devices and their DM accounts, the tree cache,
+//! durable operations (commands, lifecycle, outcomes, crash-recovery rule) and the
+//! [`Store`] trait that persists them.
+//!
+//! What this crate does:
+//! - defines the types every protocol adapter (OMA DM now, TR-069 and LwM2M later) and the
+//!   Web Services Interface share: [`Device`], [`NodePath`], [`TypedValue`], [`Operation`],
+//!   [`OpCommand`], [`CommandOutcome`], [`SessionOutcome`];
+//! - enforces the operation lifecycle in one function ([`OpState::check_transition`]);
+//! - states, as a pure function, what happens to an operation whose session broke
+//!   ([`recover_interrupted`]);
+//! - declares the storage interface ([`Store`]) as async methods returning `Send` futures.
+//!
+//! What it does not do: no I/O, no SQL, no HTTP, no async runtime, no clock or RNG reads
+//! (`now` is always an argument), and it never depends on a protocol crate — adapters
+//! depend on the core, not the other way round. Secrets are never held in plaintext: a
+//! [`DmAccount`] keeps only `b64(md5(name:secret))` keys.
+
+mod device;
+mod error;
+mod operation;
+mod path;
+mod recovery;
+mod store;
+mod time;
+mod value;
+
+pub use device::{
+    ClientAuth, Device, DeviceFilter, DeviceId, DeviceIdError, DeviceInfo, DevicePage, DmAccount,
+    NewDevice, Nonces, Protocol, dm_key,
+};
+pub use error::{StoreError, TransitionError};
+pub use operation::{
+    CommandOutcome, NewOperation, NodeResult, OpCommand, OpFilter, OpState, Operation, OperationId,
+    SessionId, UiAnswer, UiKind, UiPrompt, status,
+};
+pub use path::{NodePath, PathError};
+pub use recovery::{Recovery, recover_interrupted};
+pub use store::{OpProgress, RecoveryReport, SessionOutcome, Store, TreeEntry};
+pub use time::Timestamp;
+pub use value::{TypedValue, ValueType};

@@ -1,0 +1,839 @@
+// The store logic shared by both backends. Included (`include!`) by `sqlite.rs` and
+// `postgres.rs`, each of which defines before the include:
+// - `Db`: the sqlx database type;
+// - `ThisStore`: the store type, with `fn writer(&self) -> &Pool<Db>` and
+//   `fn reader(&self) -> &Pool<Db>`;
+// - `FOR_UPDATE`: row-lock suffix for read-modify-write selects ("" on SQLite, whose single
+//   writer connection already serialises writers);
+// - `SKIP_LOCKED`: lock suffix for the claim subquery.
+// One text, two compilations: the SQL is portable (`$n` placeholders work in both), and the
+// backends differ only in those constants and in how they connect.
+
+use std::collections::BTreeMap;
+
+use omnidm_core::{
+    ClientAuth, CommandOutcome, Device, DeviceFilter, DeviceId, DeviceInfo, DevicePage, DmAccount,
+    NewOperation, NodePath, Nonces, OpFilter, OpState, Operation, OperationId, Protocol,
+    Recovery, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp, TreeEntry,
+    ValueType, recover_interrupted,
+};
+use sqlx::{Database, QueryBuilder, Row};
+
+use crate::shared::{
+    DEVICE_COLS, OP_COLS, TREE_CHUNK, corrupt, db, db_keyed, from_json, page_limit, prefix_upper,
+    to_i64, to_json,
+};
+
+type Conn = <Db as Database>::Connection;
+type DbRow = <Db as Database>::Row;
+type Q<'q> = sqlx::query::Query<'q, Db, <Db as Database>::Arguments<'q>>;
+
+// --- row mapping -----------------------------------------------------------------------------
+
+fn get<'r, T>(r: &'r DbRow, col: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
+{
+    r.try_get(col).map_err(db)
+}
+
+fn device_from_row(r: &DbRow) -> Result<Device, StoreError> {
+    let id = DeviceId::new(get::<String>(r, "id")?).map_err(corrupt)?;
+    let protocol = get::<String>(r, "protocol")?;
+    let protocol = Protocol::parse(&protocol).ok_or_else(|| corrupt(format!("protocol {protocol}")))?;
+    let dm = match get::<Option<String>>(r, "dm_client_auth")? {
+        None => None,
+        Some(a) => Some(DmAccount {
+            client_auth: ClientAuth::parse(&a).ok_or_else(|| corrupt(format!("client auth {a}")))?,
+            client_name: get::<Option<String>>(r, "dm_client_name")?.unwrap_or_default(),
+            client_key: get::<Option<String>>(r, "dm_client_key")?.unwrap_or_default(),
+            server_id: get::<Option<String>>(r, "dm_server_id")?.unwrap_or_default(),
+            server_key: get::<Option<String>>(r, "dm_server_key")?.unwrap_or_default(),
+            client_nonce: get::<Option<Vec<u8>>>(r, "dm_client_nonce")?.unwrap_or_default(),
+            server_nonce: get::<Option<Vec<u8>>>(r, "dm_server_nonce")?.unwrap_or_default(),
+        }),
+    };
+    Ok(Device {
+        id,
+        protocol,
+        dm,
+        info: from_json(&get::<String>(r, "info")?, "info")?,
+        tags: from_json(&get::<String>(r, "tags")?, "tags")?,
+        quirk_profile: get(r, "quirk_profile")?,
+        first_seen: get::<Option<i64>>(r, "first_seen")?.map(Timestamp),
+        last_seen: get::<Option<i64>>(r, "last_seen")?.map(Timestamp),
+        session_count: u64::try_from(get::<i64>(r, "session_count")?).unwrap_or(0),
+        created_at: Timestamp(get(r, "created_at")?),
+    })
+}
+
+fn op_from_row(r: &DbRow) -> Result<Operation, StoreError> {
+    let id = get::<i64>(r, "id")?;
+    let state = get::<String>(r, "state")?;
+    Ok(Operation {
+        id: OperationId(u64::try_from(id).map_err(|_| corrupt(format!("operation id {id}")))?),
+        device_id: DeviceId::new(get::<String>(r, "device_id")?).map_err(corrupt)?,
+        state: OpState::parse(&state).ok_or_else(|| corrupt(format!("state {state}")))?,
+        commands: from_json(&get::<String>(r, "commands")?, "commands")?,
+        outcomes: from_json(&get::<String>(r, "outcomes")?, "outcomes")?,
+        sent: from_json(&get::<String>(r, "sent")?, "sent")?,
+        session: get::<Option<String>>(r, "session")?.map(SessionId),
+        created_at: Timestamp(get(r, "created_at")?),
+        updated_at: Timestamp(get(r, "updated_at")?),
+        expires_at: get::<Option<i64>>(r, "expires_at")?.map(Timestamp),
+        notify: get(r, "notify")?,
+        attempts: u32::try_from(get::<i64>(r, "attempts")?).unwrap_or(u32::MAX),
+        submitted_by: get(r, "submitted_by")?,
+    })
+}
+
+fn tree_from_row(r: &DbRow) -> Result<TreeEntry, StoreError> {
+    let path = get::<String>(r, "path")?;
+    let format = get::<String>(r, "format")?;
+    Ok(TreeEntry {
+        path: NodePath::parse(&path).map_err(corrupt)?,
+        format: ValueType::parse(&format).ok_or_else(|| corrupt(format!("format {format}")))?,
+        mime_type: get(r, "mime_type")?,
+        value: get(r, "value")?,
+        updated_at: Timestamp(get(r, "updated_at")?),
+    })
+}
+
+/// Binds every device column after `id` except `created_at` (`$2`..`$18`).
+fn bind_device_fields<'q>(q: Q<'q>, d: &Device) -> Result<Q<'q>, StoreError> {
+    let dm = d.dm.as_ref();
+    Ok(q.bind(d.protocol.as_str())
+        .bind(d.info.manufacturer.clone())
+        .bind(d.info.model.clone())
+        .bind(d.info.firmware_version.clone())
+        .bind(to_json(&d.info)?)
+        .bind(to_json(&d.tags)?)
+        .bind(dm.map(|a| a.client_auth.as_str()))
+        .bind(dm.map(|a| a.client_name.clone()))
+        .bind(dm.map(|a| a.client_key.clone()))
+        .bind(dm.map(|a| a.server_id.clone()))
+        .bind(dm.map(|a| a.server_key.clone()))
+        .bind(dm.map(|a| a.client_nonce.clone()))
+        .bind(dm.map(|a| a.server_nonce.clone()))
+        .bind(d.quirk_profile.clone())
+        .bind(d.first_seen.map(Timestamp::millis))
+        .bind(d.last_seen.map(Timestamp::millis))
+        .bind(to_i64(d.session_count)))
+}
+
+const DEVICE_SET: &str = "protocol = $2, manufacturer = $3, model = $4, firmware_version = $5, \
+     info = $6, tags = $7, dm_client_auth = $8, dm_client_name = $9, dm_client_key = $10, \
+     dm_server_id = $11, dm_server_key = $12, dm_client_nonce = $13, dm_server_nonce = $14, \
+     quirk_profile = $15, first_seen = $16, last_seen = $17, session_count = $18";
+
+fn sorted_tags(tags: &[String]) -> Vec<String> {
+    let mut t = tags.to_vec();
+    t.sort();
+    t.dedup();
+    t
+}
+
+// --- devices -----------------------------------------------------------------------------------
+
+async fn write_tags(conn: &mut Conn, id: &DeviceId, tags: &[String]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    for t in tags {
+        sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+            .bind(id.as_str())
+            .bind(t.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+async fn insert_device(conn: &mut Conn, d: &Device) -> Result<(), StoreError> {
+    let mut d = d.clone();
+    d.tags = sorted_tags(&d.tags);
+    const SQL: &str = 
+        "INSERT INTO devices (id, protocol, manufacturer, model, firmware_version, info, tags, \
+         dm_client_auth, dm_client_name, dm_client_key, dm_server_id, dm_server_key, \
+         dm_client_nonce, dm_server_nonce, quirk_profile, first_seen, last_seen, session_count, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18, $19)";
+    let q = sqlx::query(SQL).bind(d.id.as_str().to_owned());
+    bind_device_fields(q, &d)?
+        .bind(d.created_at.millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_keyed(e, &format!("device {}", d.id), "device"))?;
+    write_tags(conn, &d.id, &d.tags).await
+}
+
+async fn update_device_row(conn: &mut Conn, d: &Device) -> Result<(), StoreError> {
+    let mut d = d.clone();
+    d.tags = sorted_tags(&d.tags);
+    let sql = format!("UPDATE devices SET {DEVICE_SET} WHERE id = $1");
+    let q = sqlx::query(&sql).bind(d.id.as_str().to_owned());
+    let done = bind_device_fields(q, &d)?
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("device {}", d.id)));
+    }
+    write_tags(conn, &d.id, &d.tags).await
+}
+
+async fn select_device(
+    conn: &mut Conn,
+    id: &DeviceId,
+    lock: bool,
+) -> Result<Option<Device>, StoreError> {
+    let sql = format!(
+        "SELECT {DEVICE_COLS} FROM devices WHERE id = $1{}",
+        if lock { FOR_UPDATE } else { "" }
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(device_from_row).transpose()
+}
+
+async fn record_contact_tx(
+    conn: &mut Conn,
+    id: &DeviceId,
+    info: &DeviceInfo,
+    now: Timestamp,
+) -> Result<Device, StoreError> {
+    let mut d = select_device(conn, id, true)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+    d.record_contact(info, now);
+    sqlx::query(
+        "UPDATE devices SET manufacturer = $2, model = $3, firmware_version = $4, info = $5, \
+         first_seen = $6, last_seen = $7, session_count = $8 WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(d.info.manufacturer.clone())
+    .bind(d.info.model.clone())
+    .bind(d.info.firmware_version.clone())
+    .bind(to_json(&d.info)?)
+    .bind(d.first_seen.map(Timestamp::millis))
+    .bind(d.last_seen.map(Timestamp::millis))
+    .bind(to_i64(d.session_count))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(d)
+}
+
+async fn set_nonces_tx(conn: &mut Conn, id: &DeviceId, n: &Nonces) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE devices SET dm_client_nonce = $2, dm_server_nonce = $3 \
+         WHERE id = $1 AND dm_client_auth IS NOT NULL",
+    )
+    .bind(id.as_str())
+    .bind(n.client_nonce.clone())
+    .bind(n.server_nonce.clone())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("DM account of device {id}")));
+    }
+    Ok(())
+}
+
+// --- tree cache --------------------------------------------------------------------------------
+
+async fn upsert_tree_tx(
+    conn: &mut Conn,
+    id: &DeviceId,
+    entries: &[TreeEntry],
+) -> Result<(), StoreError> {
+    // One row per path (last wins): PostgreSQL refuses to update a row twice in one INSERT.
+    let mut rows: BTreeMap<String, (i64, &TreeEntry)> = BTreeMap::new();
+    for e in entries {
+        let p = e.path.without_query();
+        rows.insert(p.to_string(), (to_i64(p.depth() as u64), e));
+    }
+    let rows: Vec<_> = rows.into_iter().collect();
+    for chunk in rows.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO tree_nodes (device_id, path, depth, format, mime_type, value, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, (path, (depth, e))| {
+            b.push_bind(id.as_str().to_owned())
+                .push_bind(path.clone())
+                .push_bind(*depth)
+                .push_bind(e.format.as_str())
+                .push_bind(e.mime_type.clone())
+                .push_bind(e.value.clone())
+                .push_bind(e.updated_at.millis());
+        });
+        // An older observation never overwrites a newer one.
+        qb.push(
+            " ON CONFLICT (device_id, path) DO UPDATE SET depth = excluded.depth, \
+             format = excluded.format, mime_type = excluded.mime_type, value = excluded.value, \
+             updated_at = excluded.updated_at WHERE excluded.updated_at >= tree_nodes.updated_at",
+        );
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_keyed(e, "tree node", &format!("device {id}")))?;
+    }
+    Ok(())
+}
+
+async fn delete_tree_tx(conn: &mut Conn, id: &DeviceId, root: &NodePath) -> Result<u64, StoreError> {
+    let root = root.without_query();
+    let prefix = root.descendant_prefix();
+    let done = sqlx::query(
+        "DELETE FROM tree_nodes WHERE device_id = $1 \
+         AND (path = $2 OR (path >= $3 AND ($4 IS NULL OR path < $4)))",
+    )
+    .bind(id.as_str().to_owned())
+    .bind(root.to_string())
+    .bind(prefix.clone())
+    .bind(prefix_upper(&prefix))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected())
+}
+
+// --- operations --------------------------------------------------------------------------------
+
+async fn select_op(
+    conn: &mut Conn,
+    id: OperationId,
+    lock: bool,
+) -> Result<Option<Operation>, StoreError> {
+    let sql = format!(
+        "SELECT {OP_COLS} FROM operations WHERE id = $1{}",
+        if lock { FOR_UPDATE } else { "" }
+    );
+    let row = sqlx::query(&sql)
+        .bind(to_i64(id.0))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(op_from_row).transpose()
+}
+
+async fn lock_op(conn: &mut Conn, id: OperationId) -> Result<Operation, StoreError> {
+    select_op(conn, id, true)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("operation {id}")))
+}
+
+/// Writes back the mutable part of an operation.
+async fn save_op(conn: &mut Conn, op: &Operation) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE operations SET state = $2, outcomes = $3, sent = $4, session = $5, \
+         updated_at = $6, attempts = $7 WHERE id = $1",
+    )
+    .bind(to_i64(op.id.0))
+    .bind(op.state.as_str())
+    .bind(to_json(&op.outcomes)?)
+    .bind(to_json(&op.sent)?)
+    .bind(op.session.as_ref().map(|s| s.0.clone()))
+    .bind(op.updated_at.millis())
+    .bind(i64::from(op.attempts))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+fn held_by(op: &Operation, session: &SessionId) -> Result<(), StoreError> {
+    if op.state != OpState::InSession {
+        // Report it as the transition the caller wanted (finishing).
+        return Err(StoreError::IllegalTransition {
+            id: op.id,
+            source: omnidm_core::TransitionError {
+                from: op.state,
+                to: OpState::Succeeded,
+            },
+        });
+    }
+    if op.session.as_ref() != Some(session) {
+        return Err(StoreError::WrongSession(op.id));
+    }
+    Ok(())
+}
+
+async fn submit_tx(
+    conn: &mut Conn,
+    ops: Vec<NewOperation>,
+    now: Timestamp,
+) -> Result<Vec<Operation>, StoreError> {
+    let mut out = Vec::with_capacity(ops.len());
+    for new in ops {
+        if new.commands.is_empty() {
+            return Err(StoreError::Invalid("an operation needs at least one command".into()));
+        }
+        let op = new.into_operation(OperationId(0), now);
+        let sql = "INSERT INTO operations (device_id, state, commands, outcomes, sent, session, \
+                   created_at, updated_at, expires_at, notify, attempts, submitted_by) \
+                   VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, $7, $8, 0, $9) RETURNING id";
+        let row = sqlx::query(sql)
+            .bind(op.device_id.as_str().to_owned())
+            .bind(op.state.as_str())
+            .bind(to_json(&op.commands)?)
+            .bind(to_json(&op.outcomes)?)
+            .bind(to_json(&op.sent)?)
+            .bind(now.millis())
+            .bind(op.expires_at.map(Timestamp::millis))
+            .bind(op.notify)
+            .bind(op.submitted_by.clone())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db_keyed(e, "operation", &format!("device {}", op.device_id)))?;
+        let id = get::<i64>(&row, "id")?;
+        let id = OperationId(u64::try_from(id).map_err(|_| corrupt(format!("operation id {id}")))?);
+        out.push(Operation { id, ..op });
+    }
+    Ok(out)
+}
+
+async fn claim_tx(
+    conn: &mut Conn,
+    device: &DeviceId,
+    session: &SessionId,
+    now: Timestamp,
+) -> Result<Vec<Operation>, StoreError> {
+    // The lifecycle function is the authority; the SQL below encodes this one transition.
+    OpState::Queued
+        .check_transition(OpState::InSession)
+        .map_err(|source| StoreError::IllegalTransition {
+            id: OperationId(0),
+            source,
+        })?;
+    let sql = format!(
+        "UPDATE operations SET state = 'in_session', session = $1, attempts = attempts + 1, \
+         updated_at = $2 WHERE state = 'queued' AND id IN (SELECT id FROM operations \
+         WHERE device_id = $3 AND state = 'queued' AND (expires_at IS NULL OR expires_at > $2) \
+         ORDER BY id{SKIP_LOCKED}) RETURNING {OP_COLS}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(session.0.clone())
+        .bind(now.millis())
+        .bind(device.as_str().to_owned())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    let mut ops = rows.iter().map(op_from_row).collect::<Result<Vec<_>, _>>()?;
+    ops.sort_by_key(|o| o.id);
+    Ok(ops)
+}
+
+async fn apply_progress(
+    conn: &mut Conn,
+    session: &SessionId,
+    id: OperationId,
+    sent: &[usize],
+    outcomes: Vec<CommandOutcome>,
+    finish: bool,
+    now: Timestamp,
+) -> Result<Operation, StoreError> {
+    let mut op = lock_op(conn, id).await?;
+    held_by(&op, session)?;
+    if let Some(&bad) = sent.iter().find(|&&i| i >= op.commands.len()) {
+        return Err(StoreError::Invalid(format!("operation {id} has no command {bad}")));
+    }
+    op.mark_sent(sent);
+    if finish {
+        op.finish(outcomes, now)
+            .map_err(|source| StoreError::IllegalTransition { id, source })?;
+    } else {
+        op.merge_outcomes(outcomes);
+        op.updated_at = now;
+    }
+    save_op(conn, &op).await?;
+    Ok(op)
+}
+
+/// Applies the recovery rule to in-session operations: all of them (`filter == None`), or
+/// those matching `filter`, a condition on `operations` with `$1` bound to its argument.
+async fn recover_where(
+    conn: &mut Conn,
+    filter: Option<(&str, String)>,
+    now: Timestamp,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let cond = filter.as_ref().map_or("TRUE", |(c, _)| c);
+    let sql = format!(
+        "SELECT {OP_COLS} FROM operations WHERE state = 'in_session' AND {cond} \
+         ORDER BY id{FOR_UPDATE}"
+    );
+    let mut q = sqlx::query(&sql);
+    if let Some((_, arg)) = filter {
+        q = q.bind(arg);
+    }
+    let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
+    for r in &rows {
+        let mut op = op_from_row(r)?;
+        match recover_interrupted(&mut op, now) {
+            Recovery::NotInSession => continue,
+            Recovery::Requeued { .. } => report.requeued.push(op.id),
+            Recovery::Finished => report.finished.push(op.id),
+            Recovery::Failed { .. } => report.failed.push(op.id),
+        }
+        save_op(conn, &op).await?;
+    }
+    Ok(())
+}
+
+async fn release_tx(
+    conn: &mut Conn,
+    session: &SessionId,
+    now: Timestamp,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    recover_where(conn, Some(("session = $1", session.0.clone())), now, report).await
+}
+
+async fn apply_outcome_tx(
+    conn: &mut Conn,
+    o: &SessionOutcome,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    if let Some(info) = &o.contact {
+        record_contact_tx(conn, &o.device_id, info, o.now).await?;
+    }
+    if let Some(n) = &o.nonces {
+        set_nonces_tx(conn, &o.device_id, n).await?;
+    }
+    for p in &o.tree_deleted {
+        delete_tree_tx(conn, &o.device_id, p).await?;
+    }
+    if !o.tree.is_empty() {
+        upsert_tree_tx(conn, &o.device_id, &o.tree).await?;
+    }
+    for p in &o.operations {
+        let op = apply_progress(
+            conn,
+            &o.session,
+            p.id,
+            &p.sent,
+            p.outcomes.clone(),
+            p.finished,
+            o.now,
+        )
+        .await?;
+        if op.device_id != o.device_id {
+            return Err(StoreError::Invalid(format!(
+                "operation {} belongs to {}, not {}",
+                op.id, op.device_id, o.device_id
+            )));
+        }
+    }
+    if o.ended {
+        release_tx(conn, &o.session, o.now, report).await?;
+    }
+    Ok(())
+}
+
+// --- the trait -----------------------------------------------------------------------------------
+
+impl Store for ThisStore {
+    async fn create_device(&self, device: &Device) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        insert_device(&mut tx, device).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.reader().acquire().await.map_err(db)?;
+        select_device(&mut conn, id, false).await
+    }
+
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        after: Option<&DeviceId>,
+        limit: u32,
+    ) -> Result<DevicePage, StoreError> {
+        let limit = page_limit(limit);
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {DEVICE_COLS} FROM devices WHERE 1 = 1"));
+        let mut eq = |col: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        };
+        eq("manufacturer", &filter.manufacturer);
+        eq("model", &filter.model);
+        eq("firmware_version", &filter.firmware_version);
+        eq("protocol", &filter.protocol.map(|p| p.as_str().to_owned()));
+        if let Some(tag) = &filter.tag {
+            qb.push(" AND id IN (SELECT device_id FROM device_tags WHERE tag = ")
+                .push_bind(tag.clone())
+                .push(")");
+        }
+        if let Some(a) = after {
+            qb.push(" AND id > ").push_bind(a.as_str().to_owned());
+        }
+        qb.push(" ORDER BY id LIMIT ").push_bind(limit + 1);
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await
+            .map_err(db)?;
+        let mut devices = rows.iter().map(device_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if devices.len() as i64 > limit {
+            devices.truncate(limit as usize);
+            devices.last().map(|d| d.id.clone())
+        } else {
+            None
+        };
+        Ok(DevicePage { devices, next })
+    }
+
+    async fn update_device(&self, device: &Device) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        update_device_row(&mut tx, device).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn delete_device(&self, id: &DeviceId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .execute(self.writer())
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_contact(
+        &self,
+        id: &DeviceId,
+        info: &DeviceInfo,
+        now: Timestamp,
+    ) -> Result<Device, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let d = record_contact_tx(&mut tx, id, info, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(d)
+    }
+
+    async fn set_nonces(&self, id: &DeviceId, nonces: &Nonces) -> Result<(), StoreError> {
+        let mut conn = self.writer().acquire().await.map_err(db)?;
+        set_nonces_tx(&mut conn, id, nonces).await
+    }
+
+    async fn upsert_tree(&self, id: &DeviceId, entries: &[TreeEntry]) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        upsert_tree_tx(&mut tx, id, entries).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn delete_tree(&self, id: &DeviceId, root: &NodePath) -> Result<u64, StoreError> {
+        let mut conn = self.writer().acquire().await.map_err(db)?;
+        delete_tree_tx(&mut conn, id, root).await
+    }
+
+    async fn read_tree(
+        &self,
+        id: &DeviceId,
+        root: &NodePath,
+        depth: Option<u32>,
+    ) -> Result<Vec<TreeEntry>, StoreError> {
+        let root = root.without_query();
+        let prefix = root.descendant_prefix();
+        let max_depth = match depth {
+            Some(d) => to_i64(root.depth() as u64).saturating_add(i64::from(d)),
+            None => i64::MAX,
+        };
+        let rows = sqlx::query(
+            "SELECT path, format, mime_type, value, updated_at FROM tree_nodes \
+             WHERE device_id = $1 AND depth <= $2 \
+             AND (path = $3 OR (path >= $4 AND ($5 IS NULL OR path < $5))) ORDER BY path",
+        )
+        .bind(id.as_str().to_owned())
+        .bind(max_depth)
+        .bind(root.to_string())
+        .bind(prefix.clone())
+        .bind(prefix_upper(&prefix))
+        .fetch_all(self.reader())
+        .await
+        .map_err(db)?;
+        rows.iter().map(tree_from_row).collect()
+    }
+
+    async fn submit(
+        &self,
+        ops: Vec<NewOperation>,
+        now: Timestamp,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let out = submit_tx(&mut tx, ops, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn get_operation(&self, id: OperationId) -> Result<Option<Operation>, StoreError> {
+        let mut conn = self.reader().acquire().await.map_err(db)?;
+        select_op(&mut conn, id, false).await
+    }
+
+    async fn list_operations(&self, filter: &OpFilter) -> Result<Vec<Operation>, StoreError> {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {OP_COLS} FROM operations WHERE 1 = 1"));
+        if let Some(d) = &filter.device_id {
+            qb.push(" AND device_id = ").push_bind(d.as_str().to_owned());
+        }
+        if let Some(s) = filter.state {
+            qb.push(" AND state = ").push_bind(s.as_str());
+        }
+        if let Some(a) = filter.after {
+            qb.push(" AND id > ").push_bind(to_i64(a.0));
+        }
+        qb.push(" ORDER BY id LIMIT ").push_bind(page_limit(filter.limit));
+        let rows = qb.build().fetch_all(self.reader()).await.map_err(db)?;
+        rows.iter().map(op_from_row).collect()
+    }
+
+    async fn claim(
+        &self,
+        device: &DeviceId,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<Operation>, StoreError> {
+        // Fast path: most sessions find nothing queued; don't take the (single, on SQLite)
+        // writer for them. Safe: a submission committed before the device was asked to call
+        // in is visible to this read; one committed during the session waits for the next.
+        let queued = sqlx::query(
+            "SELECT 1 AS one FROM operations WHERE device_id = $1 AND state = 'queued' LIMIT 1",
+        )
+        .bind(device.as_str().to_owned())
+        .fetch_optional(self.reader())
+        .await
+        .map_err(db)?;
+        if queued.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let ops = claim_tx(&mut tx, device, session, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ops)
+    }
+
+    async fn mark_sent(
+        &self,
+        id: OperationId,
+        session: &SessionId,
+        indices: &[usize],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        apply_progress(&mut tx, session, id, indices, Vec::new(), false, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn complete(
+        &self,
+        id: OperationId,
+        session: &SessionId,
+        outcomes: Vec<CommandOutcome>,
+        now: Timestamp,
+    ) -> Result<Operation, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let op = apply_progress(&mut tx, session, id, &[], outcomes, true, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(op)
+    }
+
+    async fn release_session(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<RecoveryReport, StoreError> {
+        let mut report = RecoveryReport::default();
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        release_tx(&mut tx, session, now, &mut report).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(report)
+    }
+
+    async fn cancel(&self, id: OperationId, now: Timestamp) -> Result<Operation, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let mut op = lock_op(&mut tx, id).await?;
+        op.transition(OpState::Cancelled, now)
+            .map_err(|source| StoreError::IllegalTransition { id, source })?;
+        save_op(&mut tx, &op).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(op)
+    }
+
+    async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
+        OpState::Queued
+            .check_transition(OpState::Expired)
+            .map_err(|source| StoreError::IllegalTransition {
+                id: OperationId(0),
+                source,
+            })?;
+        let rows = sqlx::query(
+            "UPDATE operations SET state = 'expired', session = NULL, updated_at = $1 \
+             WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id",
+        )
+        .bind(now.millis())
+        .fetch_all(self.writer())
+        .await
+        .map_err(db)?;
+        let mut ids = rows
+            .iter()
+            .map(|r| get::<i64>(r, "id").map(|i| OperationId(u64::try_from(i).unwrap_or(0))))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn queue_depth(&self, device: Option<&DeviceId>) -> Result<u64, StoreError> {
+        let row = match device {
+            Some(d) => sqlx::query(
+                "SELECT COUNT(*) AS n FROM operations WHERE state = 'queued' AND device_id = $1",
+            )
+            .bind(d.as_str().to_owned())
+            .fetch_one(self.reader())
+            .await,
+            None => sqlx::query("SELECT COUNT(*) AS n FROM operations WHERE state = 'queued'")
+                .fetch_one(self.reader())
+                .await,
+        }
+        .map_err(db)?;
+        Ok(u64::try_from(get::<i64>(&row, "n")?).unwrap_or(0))
+    }
+
+    async fn recover(&self, now: Timestamp) -> Result<RecoveryReport, StoreError> {
+        let mut report = RecoveryReport::default();
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        recover_where(&mut tx, None, now, &mut report).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(report)
+    }
+
+    async fn recover_node(&self, node: &str, now: Timestamp) -> Result<RecoveryReport, StoreError> {
+        let mut report = RecoveryReport::default();
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let cond = "substr(session, 1, length($1)) = $1";
+        recover_where(&mut tx, Some((cond, node.to_owned())), now, &mut report).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(report)
+    }
+
+    async fn apply_session_outcomes(
+        &self,
+        outcomes: &[SessionOutcome],
+    ) -> Result<RecoveryReport, StoreError> {
+        let mut report = RecoveryReport::default();
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        for o in outcomes {
+            apply_outcome_tx(&mut tx, o, &mut report).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(report)
+    }
+}
