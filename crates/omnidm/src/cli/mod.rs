@@ -1,9 +1,12 @@
 //! Command-line parsing, dispatch and the one place where errors become messages and exit
 //! codes.
 
+mod devices;
 mod inspect;
 mod io;
+mod local;
 mod notification;
+mod ops;
 mod serve;
 mod syncml;
 
@@ -39,6 +42,12 @@ enum Command {
     Syncml(syncml::SyncmlCommand),
     /// Runs the server: the OMA DM device endpoint and the API/admin endpoints.
     Serve(serve::ServeArgs),
+    /// Provisions devices and shows what the server knows about them.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
+    /// Queues operations for devices and shows their outcome.
+    #[command(subcommand)]
+    Ops(ops::OpsCommand),
 }
 
 /// How a command that ran to completion ended.
@@ -62,6 +71,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Syncml(cmd) => syncml::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Devices(cmd) => devices::run(cmd),
+        Command::Ops(cmd) => ops::run(cmd),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

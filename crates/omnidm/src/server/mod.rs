@@ -6,6 +6,7 @@
 //! admin endpoints every operator expects (`/healthz`, `/readyz`, `/metrics`).
 
 pub mod config;
+pub mod dm;
 mod telemetry;
 
 use anyhow::Context as _;
@@ -34,12 +35,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
+    let store = omnidm_store::AnyStore::connect(&config.database)
+        .await
+        .with_context(|| format!("opening the store {}", config.database))?;
+    let mut engine =
+        omnidm_omadm::server::ServerConfig::new(&config.dm.server_id, &config.dm.public_url);
+    engine.session_timeout = config.dm.session_timeout;
+    let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id());
+    endpoint
+        .recover()
+        .await
+        .context("recovering operations of the last run")?;
+
     let admin = Admin {
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
     };
     let api = admin_router(admin.clone());
-    let dm = Router::new();
+    let dm_routes = Router::new()
+        .route("/dm", axum::routing::post(dm::post_dm))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.dm.max_body_bytes,
+        ))
+        .with_state(endpoint.clone());
 
     let api_listener = bind(config.api_listen, "API").await?;
     let dm_listener = bind(config.dm.listen, "device endpoint").await?;
@@ -56,7 +74,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let api_server =
         axum::serve(api_listener, api).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let dm_server = axum::serve(dm_listener, dm).with_graceful_shutdown(stopped(stop_rx));
+    let dm_server =
+        axum::serve(dm_listener, dm_routes).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let sweeper = {
+        let endpoint = endpoint.clone();
+        let mut stop = stop_rx;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(dm::SWEEP_EVERY);
+            loop {
+                let stopping = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                if stopping {
+                    break;
+                }
+                endpoint.sweep().await;
+            }
+        })
+    };
     admin.ready.store(true, Ordering::SeqCst);
 
     let ready = admin.ready.clone();
@@ -67,10 +103,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     let (a, d) = tokio::join!(api_server, dm_server);
+    let _ = sweeper.await;
+    // Sessions still open are parked: what they learned is written, what they hold is
+    // recovered (requeued, or reported when it may have run).
+    endpoint.park_all().await;
+    store.close().await;
     a.context("API server")?;
     d.context("device endpoint")?;
     tracing::info!("omnidm stopped");
     Ok(())
+}
+
+/// This process's node id: prefixes session ids so that a restarting node recovers only its
+/// own sessions when several nodes share one PostgreSQL database.
+fn node_id() -> String {
+    std::env::var("OMNIDM_NODE_ID").unwrap_or_else(|_| "node1".into())
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

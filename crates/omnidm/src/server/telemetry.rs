@@ -15,6 +15,8 @@ pub fn init(filter: &str) -> anyhow::Result<PrometheusHandle> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // The recorder is process-global: install it once, hand out the same handle afterwards.
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();

@@ -1,0 +1,438 @@
+//! The OMA DM adapter: protocol-neutral operations (`omnidm-core`) in, engine commands
+//! (`omnidm-omadm`) out; engine events in, what the store must remember out.
+//!
+//! Pure: no I/O, no clock (timestamps are arguments). The endpoint owns one [`Ledger`] per live
+//! session and turns it into a [`SessionOutcome`] when the session ends.
+
+use omnidm_core::{
+    CommandOutcome, DeviceId, DeviceInfo, NodePath, NodeResult, Nonces, OpCommand, OpProgress,
+    Operation, SessionId, SessionOutcome, Timestamp, TreeEntry, TypedValue, UiAnswer, UiKind,
+    ValueType,
+};
+use omnidm_omadm::server::{self as dm, CommandTag, DmCommand, NodeReport, NodeWrite};
+use omnidm_syncml::Data;
+use omnidm_tree::{Format, TreeUri};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Status recorded when a command cannot be expressed in OMA DM (e.g. a TR-069 path sent to a
+/// DM device): 406 "optional feature not supported", without going to the device.
+const NOT_EXPRESSIBLE: u16 = 406;
+
+/// Where an engine tag points: the operation (by position in the ledger) and the command's
+/// index path inside it (`[2]` top-level, `[2, 0]` first command of an Atomic at index 2).
+#[derive(Debug, Clone)]
+struct Slot {
+    op: usize,
+    index: Vec<u32>,
+}
+
+/// One claimed operation and what the session learned about it.
+#[derive(Debug)]
+struct Held {
+    op: Operation,
+    /// Top-level commands handed to the engine in this session.
+    sent: BTreeSet<usize>,
+    /// Outcomes keyed by index path (top-level and inner).
+    outcomes: BTreeMap<Vec<u32>, CommandOutcome>,
+}
+
+/// Everything a live session must turn into store writes when it ends.
+#[derive(Debug)]
+pub struct Ledger {
+    device_id: DeviceId,
+    session: SessionId,
+    held: Vec<Held>,
+    tags: HashMap<CommandTag, Slot>,
+    /// Results that arrived before their status.
+    results: HashMap<CommandTag, Vec<NodeResult>>,
+    contact: Option<DeviceInfo>,
+    nonces: Option<Nonces>,
+    tree: BTreeMap<String, TreeEntry>,
+    next_tag: CommandTag,
+}
+
+impl Ledger {
+    /// A ledger for the operations claimed for this session.
+    pub fn new(device_id: DeviceId, session: SessionId, ops: Vec<Operation>) -> Self {
+        Self {
+            device_id,
+            session,
+            held: ops
+                .into_iter()
+                .map(|op| Held {
+                    op,
+                    sent: BTreeSet::new(),
+                    outcomes: BTreeMap::new(),
+                })
+                .collect(),
+            tags: HashMap::new(),
+            results: HashMap::new(),
+            contact: None,
+            nonces: None,
+            tree: BTreeMap::new(),
+            next_tag: 1,
+        }
+    }
+
+    /// The engine commands for every top-level command still without an outcome, tagged.
+    /// Commands OMA DM cannot express are answered at once with [`NOT_EXPRESSIBLE`].
+    pub fn commands(&mut self, now: Timestamp) -> Vec<(CommandTag, DmCommand)> {
+        let mut out = Vec::new();
+        for op in 0..self.held.len() {
+            let pending: Vec<(usize, OpCommand)> = self.held[op]
+                .op
+                .commands
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.held[op].op.outcome_of(*i).is_none())
+                .map(|(i, c)| (i, c.clone()))
+                .collect();
+            for (i, command) in pending {
+                let index = vec![index_u32(i)];
+                match self.convert(op, index.clone(), &command) {
+                    Some(tagged) => {
+                        self.held[op].sent.insert(i);
+                        out.push(tagged);
+                    }
+                    None => self.record(op, index, NOT_EXPRESSIBLE, Vec::new(), None, now),
+                }
+            }
+        }
+        out
+    }
+
+    /// The claimed operations and the top-level commands handed to the engine, for
+    /// `mark_sent` before the first reply goes out.
+    pub fn sent(&self) -> impl Iterator<Item = (&Operation, Vec<usize>)> {
+        self.held
+            .iter()
+            .filter(|h| !h.sent.is_empty())
+            .map(|h| (&h.op, h.sent.iter().copied().collect()))
+    }
+
+    fn tag(&mut self, op: usize, index: Vec<u32>) -> CommandTag {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.tags.insert(tag, Slot { op, index });
+        tag
+    }
+
+    /// Converts one command (recursively); `None` when it cannot be expressed in OMA DM.
+    fn convert(
+        &mut self,
+        op: usize,
+        index: Vec<u32>,
+        c: &OpCommand,
+    ) -> Option<(CommandTag, DmCommand)> {
+        let command = match c {
+            OpCommand::Get { path } => DmCommand::Get { uri: dm_uri(path)? },
+            OpCommand::Replace { path, value } => DmCommand::Replace {
+                items: vec![write(dm_uri(path)?, Some(value))],
+            },
+            OpCommand::Add { path, value } => DmCommand::Add {
+                items: vec![write(dm_uri(path)?, value.as_ref())],
+            },
+            OpCommand::Delete { path } => DmCommand::Delete { uri: dm_uri(path)? },
+            OpCommand::Exec {
+                path,
+                data,
+                correlator,
+            } => DmCommand::Exec {
+                uri: dm_uri(path)?,
+                data: data.clone(),
+                correlator: correlator.clone(),
+            },
+            OpCommand::Copy { from, to } => DmCommand::Copy {
+                from: dm_uri(from)?,
+                to: dm_uri(to)?,
+            },
+            OpCommand::Atomic(inner) => DmCommand::Atomic(self.inner(op, &index, inner)?),
+            OpCommand::Sequence(inner) => DmCommand::Sequence(self.inner(op, &index, inner)?),
+            OpCommand::UserInteraction(p) => DmCommand::UserInteraction(ui_alert(p)),
+        };
+        Some((self.tag(op, index), command))
+    }
+
+    fn inner(
+        &mut self,
+        op: usize,
+        parent: &[u32],
+        inner: &[OpCommand],
+    ) -> Option<Vec<(CommandTag, DmCommand)>> {
+        inner
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut index = parent.to_vec();
+                index.push(index_u32(i));
+                self.convert(op, index, c)
+            })
+            .collect()
+    }
+
+    fn record(
+        &mut self,
+        op: usize,
+        index: Vec<u32>,
+        status: u16,
+        results: Vec<NodeResult>,
+        answer: Option<UiAnswer>,
+        now: Timestamp,
+    ) {
+        let Some(held) = self.held.get_mut(op) else {
+            return;
+        };
+        let outcome = CommandOutcome {
+            index: index.clone(),
+            status,
+            results,
+            answer,
+            finished_at: now,
+        };
+        held.outcomes.insert(index, outcome);
+    }
+
+    /// Applies one engine event. Returns `true` when the session has ended.
+    pub fn apply(&mut self, event: &dm::SessionEvent, now: Timestamp) -> bool {
+        use dm::SessionEvent as E;
+        match event {
+            E::DeviceInfo(reports) => {
+                self.contact
+                    .get_or_insert_with(DeviceInfo::default)
+                    .merge(&device_info(reports));
+                self.cache(reports, now);
+            }
+            E::NoncesChanged {
+                client_nonce,
+                server_nonce,
+            } => {
+                self.nonces = Some(Nonces {
+                    client_nonce: client_nonce.as_bytes().to_vec(),
+                    server_nonce: server_nonce.as_bytes().to_vec(),
+                });
+            }
+            E::CommandResults { tag, items } => {
+                self.cache(items, now);
+                let results = items.iter().filter_map(node_result).collect();
+                match self.tags.get(tag).cloned() {
+                    Some(slot) => match self.held[slot.op].outcomes.get_mut(&slot.index) {
+                        Some(outcome) => outcome.results = results,
+                        None => {
+                            self.results.insert(*tag, results);
+                        }
+                    },
+                    None => tracing::debug!(tag, "results for an unknown tag"),
+                }
+            }
+            E::CommandStatus { tag, status, .. } => {
+                if let Some(slot) = self.tags.get(tag).cloned() {
+                    let results = self.results.remove(tag).unwrap_or_default();
+                    self.record(slot.op, slot.index, status.0, results, None, now);
+                }
+            }
+            E::UserResponse {
+                tag,
+                status,
+                answer,
+            } => {
+                if let Some(slot) = self.tags.get(tag).cloned() {
+                    self.record(
+                        slot.op,
+                        slot.index,
+                        status.0,
+                        Vec::new(),
+                        ui_answer(answer),
+                        now,
+                    );
+                }
+            }
+            E::Ended { .. } => return true,
+            E::Started { .. }
+            | E::Authenticated(_)
+            | E::AuthFailed { .. }
+            | E::ServerCredRejected { .. }
+            | E::GenericAlert { .. }
+            | E::CommandsNeeded
+            | E::Anomaly(_) => {}
+        }
+        false
+    }
+
+    fn cache(&mut self, reports: &[NodeReport], now: Timestamp) {
+        for r in reports {
+            if let Some(entry) = tree_entry(r, now) {
+                self.tree.insert(r.uri.clone(), entry);
+            }
+        }
+    }
+
+    /// What the store must write. With `ended`, operations the session still holds go
+    /// through the recovery rule in the store (resend what is safe, report the rest).
+    pub fn outcome(&self, now: Timestamp, ended: bool) -> SessionOutcome {
+        let operations = self
+            .held
+            .iter()
+            .map(|h| {
+                let answered = (0..h.op.commands.len()).all(|i| {
+                    h.op.outcome_of(i).is_some() || h.outcomes.contains_key(&vec![index_u32(i)])
+                });
+                OpProgress {
+                    id: h.op.id,
+                    sent: h.sent.iter().copied().collect(),
+                    outcomes: h.outcomes.values().cloned().collect(),
+                    finished: answered,
+                }
+            })
+            .collect();
+        SessionOutcome {
+            device_id: self.device_id.clone(),
+            session: self.session.clone(),
+            now,
+            contact: self.contact.clone(),
+            nonces: self.nonces.clone(),
+            tree: self.tree.values().cloned().collect(),
+            tree_deleted: Vec::new(),
+            operations,
+            ended,
+        }
+    }
+}
+
+fn index_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+fn dm_uri(path: &NodePath) -> Option<TreeUri> {
+    match path {
+        NodePath::OmaDm(uri) => Some(uri.clone()),
+        _ => None,
+    }
+}
+
+fn write(uri: TreeUri, value: Option<&TypedValue>) -> NodeWrite {
+    match value {
+        Some(v) => NodeWrite {
+            uri,
+            format: Some(v.value_type.dm_format().to_string()),
+            mime_type: v.mime_type.clone(),
+            data: Data::Text(v.data.clone()),
+        },
+        // An interior node (DM Add without a value).
+        None => NodeWrite {
+            uri,
+            format: Some(Format::Node.to_string()),
+            mime_type: None,
+            data: Data::Text(String::new()),
+        },
+    }
+}
+
+fn ui_alert(p: &omnidm_core::UiPrompt) -> dm::UiAlert {
+    let kind = match p.kind {
+        UiKind::Display => dm::UiKind::Display,
+        UiKind::Confirm => dm::UiKind::Confirm,
+        UiKind::TextInput => dm::UiKind::TextInput,
+        UiKind::SingleChoice => dm::UiKind::SingleChoice,
+        UiKind::MultipleChoice => dm::UiKind::MultipleChoice,
+    };
+    let mut alert = dm::UiAlert::new(kind, p.text.clone());
+    alert.choices = p.choices.clone();
+    alert.min_display_time = p.min_display_time;
+    alert.max_display_time = p.max_display_time;
+    alert.default_response = p.default_response.clone();
+    alert.max_len = p.max_len;
+    alert.input_type = p.input_type.as_deref().and_then(|t| match t {
+        "A" => Some(dm::InputType::Alphanumeric),
+        "N" => Some(dm::InputType::Numeric),
+        "D" => Some(dm::InputType::Date),
+        "T" => Some(dm::InputType::Time),
+        "P" => Some(dm::InputType::Phone),
+        "I" => Some(dm::InputType::Ip),
+        _ => None,
+    });
+    alert.echo_type = p.echo.as_deref().and_then(|e| match e {
+        "T" => Some(dm::EchoType::Text),
+        "P" => Some(dm::EchoType::Password),
+        _ => None,
+    });
+    alert
+}
+
+fn ui_answer(a: &dm::UiAnswer) -> Option<UiAnswer> {
+    match a {
+        dm::UiAnswer::Accepted => Some(UiAnswer::Confirmed(true)),
+        dm::UiAnswer::Rejected => Some(UiAnswer::Confirmed(false)),
+        dm::UiAnswer::Text(t) => Some(UiAnswer::Text(t.clone())),
+        dm::UiAnswer::Selected(c) => Some(UiAnswer::Choices(c.clone())),
+        // The status code says it all.
+        dm::UiAnswer::Acknowledged
+        | dm::UiAnswer::Cancelled
+        | dm::UiAnswer::NotExecuted
+        | dm::UiAnswer::TimedOut
+        | dm::UiAnswer::Failed => None,
+    }
+}
+
+fn value_type(format: Option<&str>) -> ValueType {
+    format
+        .and_then(|f| f.parse::<Format>().ok())
+        .map_or(ValueType::String, ValueType::from_dm_format)
+}
+
+fn node_result(r: &NodeReport) -> Option<NodeResult> {
+    let path = NodePath::dm(&r.uri).ok()?;
+    let value = r.data.as_ref().map(|d| TypedValue {
+        value_type: value_type(r.format.as_deref()),
+        data: d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned),
+        mime_type: r.mime_type.clone(),
+    });
+    Some(NodeResult { path, value })
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn tree_entry(r: &NodeReport, now: Timestamp) -> Option<TreeEntry> {
+    let path = NodePath::dm(&r.uri).ok()?.without_query();
+    let format = value_type(r.format.as_deref());
+    Some(TreeEntry {
+        path,
+        format,
+        mime_type: r.mime_type.clone(),
+        value: match format {
+            // An interior node's data lists its children; the cache keeps only leaf values.
+            ValueType::Node => None,
+            _ => r
+                .data
+                .as_ref()
+                .map(|d| d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned)),
+        },
+        updated_at: now,
+    })
+}
+
+/// DevInfo/DevDetail leaves → the registry's device info (DM StdObj: DevInfo, DevDetail).
+fn device_info(reports: &[NodeReport]) -> DeviceInfo {
+    let mut info = DeviceInfo::default();
+    for r in reports {
+        let Some(value) = r.data.as_ref().and_then(Data::as_text).map(str::to_owned) else {
+            continue;
+        };
+        let slot = match r.uri.trim_start_matches("./") {
+            "DevInfo/Man" => &mut info.manufacturer,
+            "DevInfo/Mod" => &mut info.model,
+            "DevInfo/DmV" => &mut info.dm_version,
+            "DevInfo/Lang" => &mut info.language,
+            "DevDetail/FwV" => &mut info.firmware_version,
+            "DevDetail/SwV" => &mut info.software_version,
+            "DevDetail/HwV" => &mut info.hardware_version,
+            "DevDetail/OEM" => &mut info.oem,
+            "DevDetail/DevTyp" => &mut info.device_type,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    info
+}
