@@ -436,3 +436,166 @@ fn device_info(reports: &[NodeReport]) -> DeviceInfo {
     }
     info
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnidm_core::{NewOperation, OperationId};
+    use omnidm_omadm::server::{SessionEvent, StatusSource};
+    use omnidm_syncml::StatusCode;
+
+    fn op(id: u64, commands: Vec<OpCommand>) -> Operation {
+        let device = DeviceId::new("IMEI:1").unwrap();
+        NewOperation::new(device, commands).into_operation(OperationId(id), Timestamp(0))
+    }
+
+    fn path(s: &str) -> NodePath {
+        NodePath::dm(s).unwrap()
+    }
+
+    fn status(tag: CommandTag, code: u16) -> SessionEvent {
+        SessionEvent::CommandStatus {
+            tag,
+            status: StatusCode(code),
+            source: StatusSource::Device,
+        }
+    }
+
+    #[test]
+    fn commands_are_tagged_and_outcomes_land_on_their_index() {
+        let ops = vec![op(
+            7,
+            vec![
+                OpCommand::Get {
+                    path: path("./DevInfo/Mod"),
+                },
+                OpCommand::Atomic(vec![
+                    OpCommand::Replace {
+                        path: path("./A"),
+                        value: TypedValue::int(1),
+                    },
+                    OpCommand::Delete { path: path("./B") },
+                ]),
+            ],
+        )];
+        let mut ledger = Ledger::new(
+            DeviceId::new("IMEI:1").unwrap(),
+            SessionId("n:1".into()),
+            ops,
+        );
+        let cmds = ledger.commands(Timestamp(1));
+        assert_eq!(cmds.len(), 2, "two top-level commands");
+        let (get_tag, atomic_tag) = (cmds[0].0, cmds[1].0);
+        let DmCommand::Atomic(inner) = &cmds[1].1 else {
+            panic!("atomic expected")
+        };
+        let (replace_tag, delete_tag) = (inner[0].0, inner[1].0);
+
+        let report = NodeReport {
+            uri: "./DevInfo/Mod".into(),
+            format: Some("chr".into()),
+            mime_type: Some("text/plain".into()),
+            data: Some(Data::Text("Phone X".into())),
+        };
+        // Results before the status, as the engine reports them.
+        ledger.apply(
+            &SessionEvent::CommandResults {
+                tag: get_tag,
+                items: vec![report],
+            },
+            Timestamp(2),
+        );
+        ledger.apply(&status(get_tag, 200), Timestamp(2));
+        ledger.apply(&status(replace_tag, 200), Timestamp(2));
+        ledger.apply(&status(delete_tag, 404), Timestamp(2));
+        let outcome = ledger.outcome(Timestamp(3), false);
+        assert!(
+            !outcome.operations[0].finished,
+            "the Atomic itself has no status yet"
+        );
+        ledger.apply(&status(atomic_tag, 507), Timestamp(3));
+        let outcome = ledger.outcome(Timestamp(3), true);
+        let progress = &outcome.operations[0];
+        assert!(progress.finished);
+        assert_eq!(progress.sent, vec![0, 1]);
+        let by_index: BTreeMap<_, _> = progress
+            .outcomes
+            .iter()
+            .map(|o| (o.index.clone(), o))
+            .collect();
+        assert_eq!(by_index[&vec![0]].status, 200);
+        assert_eq!(
+            by_index[&vec![0]].results[0]
+                .value
+                .as_ref()
+                .map(|v| v.data.as_str()),
+            Some("Phone X")
+        );
+        assert_eq!(by_index[&vec![1]].status, 507);
+        assert_eq!(by_index[&vec![1, 1]].status, 404);
+        assert_eq!(outcome.tree.len(), 1, "the Get's result is cached");
+    }
+
+    #[test]
+    fn devinfo_becomes_device_info_and_tree_cache() {
+        let mut ledger = Ledger::new(
+            DeviceId::new("IMEI:1").unwrap(),
+            SessionId("n:1".into()),
+            Vec::new(),
+        );
+        let leaf = |uri: &str, v: &str| NodeReport {
+            uri: uri.into(),
+            format: Some("chr".into()),
+            mime_type: None,
+            data: Some(Data::Text(v.into())),
+        };
+        let interior = NodeReport {
+            uri: "./DevInfo/Ext".into(),
+            format: Some("node".into()),
+            mime_type: None,
+            data: Some(Data::Text("a/b".into())),
+        };
+        ledger.apply(
+            &SessionEvent::DeviceInfo(vec![
+                leaf("./DevInfo/Mod", "M1"),
+                leaf("./DevInfo/Man", "Acme"),
+                interior,
+            ]),
+            Timestamp(5),
+        );
+        let outcome = ledger.outcome(Timestamp(6), true);
+        let info = outcome.contact.unwrap();
+        assert_eq!(
+            (info.model.as_deref(), info.manufacturer.as_deref()),
+            (Some("M1"), Some("Acme"))
+        );
+        let ext = outcome
+            .tree
+            .iter()
+            .find(|e| e.path == path("./DevInfo/Ext"))
+            .unwrap();
+        assert_eq!(
+            (ext.format, ext.value.as_deref()),
+            (ValueType::Node, None),
+            "interior nodes keep no value"
+        );
+    }
+
+    #[test]
+    fn commands_dm_cannot_express_fail_without_reaching_the_device() {
+        let tr069 =
+            NodePath::parse_for(omnidm_core::Protocol::Tr069, "Device.DeviceInfo.ModelName")
+                .unwrap();
+        let ops = vec![op(1, vec![OpCommand::Get { path: tr069 }])];
+        let mut ledger = Ledger::new(
+            DeviceId::new("IMEI:1").unwrap(),
+            SessionId("n:1".into()),
+            ops,
+        );
+        assert!(ledger.commands(Timestamp(1)).is_empty());
+        let outcome = ledger.outcome(Timestamp(2), true);
+        assert!(outcome.operations[0].finished);
+        assert_eq!(outcome.operations[0].outcomes[0].status, NOT_EXPRESSIBLE);
+        assert!(outcome.operations[0].sent.is_empty());
+    }
+}
