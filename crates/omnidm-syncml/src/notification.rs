@@ -28,7 +28,7 @@ use std::fmt;
 
 use subtle::ConstantTimeEq as _;
 
-use crate::auth::{Credentials, Nonce, NonceForm, hmac_digest};
+use crate::auth::{Credentials, DigestKey, Nonce, NonceForm, hmac_digest_with_key};
 
 /// MIME type of package 0 (§6.2); its WSP content-type code is [`WSP_CONTENT_TYPE_CODE`].
 pub const CONTENT_TYPE: &str = "application/vnd.syncml.notification";
@@ -245,8 +245,8 @@ fn encode_trigger(n: &Notification) -> Vec<u8> {
 }
 
 /// The package 0 digest over `trigger` (§6.2.2.2).
-fn trigger_digest(trigger: &[u8], server: &Credentials, nonce: &Nonce) -> [u8; DIGEST_LEN] {
-    hmac_digest(server, nonce, NonceForm::Raw, trigger)
+fn trigger_digest(trigger: &[u8], server: &DigestKey, nonce: &Nonce) -> [u8; DIGEST_LEN] {
+    hmac_digest_with_key(server, nonce, NonceForm::Raw, trigger)
 }
 
 /// Encodes a package 0, computing the digest with the server's credentials (server
@@ -255,6 +255,12 @@ fn trigger_digest(trigger: &[u8], server: &Credentials, nonce: &Nonce) -> [u8; D
 /// `server.username` is used for the digest and should equal `n.server_id`; it is not forced so
 /// that a test can build a deliberately inconsistent message.
 pub fn encode(n: &Notification, server: &Credentials, nonce: &Nonce) -> Vec<u8> {
+    encode_with_key(n, &DigestKey::from_credentials(server), nonce)
+}
+
+/// [`encode`] from the stored key `H(server id:server password)`: what a server that keeps no
+/// plaintext secrets has.
+pub fn encode_with_key(n: &Notification, server: &DigestKey, nonce: &Nonce) -> Vec<u8> {
     let trigger = encode_trigger(n);
     let mut out = Vec::with_capacity(DIGEST_LEN + trigger.len());
     out.extend_from_slice(&trigger_digest(&trigger, server, nonce));
@@ -317,7 +323,7 @@ pub fn decode(data: &[u8]) -> Result<DecodedNotification, NotificationError> {
 /// constant time. A device whose check fails with its stored nonce may retry with
 /// [`Nonce::resync_candidates`] (DM Notification 1.2 nonce resynchronisation).
 pub fn verify_digest(decoded: &DecodedNotification, server: &Credentials, nonce: &Nonce) -> bool {
-    let expected = trigger_digest(&decoded.trigger, server, nonce);
+    let expected = trigger_digest(&decoded.trigger, &DigestKey::from_credentials(server), nonce);
     expected.ct_eq(&decoded.digest).into()
 }
 
