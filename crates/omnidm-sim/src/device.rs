@@ -253,10 +253,8 @@ impl SimDevice {
                 }
                 ClientEvent::CommandExecuted { .. } => report.commands_executed += 1,
                 ClientEvent::GenericAlertDeferred(a) => self.pending_alerts.push(a),
-                ClientEvent::Finished(o) => {
-                    if finished.is_none() {
-                        *finished = Some(Outcome::Session(o));
-                    }
+                ClientEvent::Finished(o) if finished.is_none() => {
+                    *finished = Some(Outcome::Session(o));
                 }
                 _ => {}
             }

@@ -333,9 +333,14 @@ async fn hmac_and_wbxml_with_small_messages() {
     let s = fleet.run(&http()).await;
     assert_eq!(s.failed, 0, "{s}");
     assert_eq!(s.succeeded, 3);
-    let rec = st.record.lock().unwrap();
-    assert!(rec.ended.iter().all(|(_, e)| *e == EndReason::Completed));
-    drop(rec);
+    assert!(
+        st.record
+            .lock()
+            .unwrap()
+            .ended
+            .iter()
+            .all(|(_, e)| *e == EndReason::Completed)
+    );
     let d = fleet.device(0).await.unwrap();
     assert_eq!(
         d.tree.value("./Vendor/omnidm/Greeting").as_deref(),

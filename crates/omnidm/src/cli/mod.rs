@@ -5,6 +5,7 @@ mod inspect;
 mod io;
 mod notification;
 mod serve;
+mod sim;
 mod syncml;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Syncml(syncml::SyncmlCommand),
     /// Runs the server: the OMA DM device endpoint and the API/admin endpoints.
     Serve(serve::ServeArgs),
+    /// Simulated OMA DM devices and the load generator (one device or thousands).
+    Sim(sim::SimArgs),
 }
 
 /// How a command that ran to completion ended.
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Syncml(cmd) => syncml::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
