@@ -371,7 +371,8 @@ impl Fleet {
         Some(d.device.lock().await.clone())
     }
 
-    /// Stops starting sessions; running ones finish. Idempotent.
+    /// Stops starting sessions; running ones finish, and [`Fleet::run`] returns. Idempotent;
+    /// the next run starts afresh.
     pub fn stop(&self) {
         self.inner.stop.send_replace(true);
     }
@@ -447,7 +448,9 @@ impl Fleet {
             (None, None) => Some(1),
         };
         let started = Instant::now();
-        if let Some(d) = sched.duration {
+        // A fleet can run again after a stop; a stop from before this run is forgotten.
+        inner.stop.send_replace(false);
+        let timer = sched.duration.map(|d| {
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 let mut rx = inner.stop.subscribe();
@@ -455,8 +458,8 @@ impl Fleet {
                     _ = tokio::time::sleep(d) => { inner.stop.send_replace(true); }
                     _ = rx.wait_for(|s| *s) => {}
                 }
-            });
-        }
+            })
+        });
         let total = per_device.map(|k| k * inner.devices.len() as u64);
         let bar = if inner.config.progress {
             Some(crate::stats::progress_bar(
@@ -496,6 +499,9 @@ impl Fleet {
             notified.await;
         }
         let elapsed = started.elapsed();
+        if let Some(t) = timer {
+            t.abort();
+        }
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -670,4 +676,55 @@ async fn worker(
         }
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn id_patterns() {
+        let p = IdPattern::parse("IMEI:35900000{:07}").unwrap();
+        assert_eq!(p.format(42), "IMEI:359000000000042");
+        assert_eq!(IdPattern::parse("dev-{}").unwrap().format(7), "dev-7");
+        assert_eq!(IdPattern::parse("{:3}x").unwrap().format(7), "  7x");
+        for bad in ["IMEI:1", "a{", "a{x}", "a{}{}", "a{:z}"] {
+            assert!(IdPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_predictable_and_distinct() {
+        assert_eq!(
+            derive_secret("s", 1, "client"),
+            derive_secret("s", 1, "client")
+        );
+        assert_eq!(derive_secret("s", 1, "client").len(), 20);
+        assert_ne!(
+            derive_secret("s", 1, "client"),
+            derive_secret("s", 2, "client")
+        );
+        assert_ne!(
+            derive_secret("s", 1, "client"),
+            derive_secret("s", 1, "server")
+        );
+        assert_ne!(
+            derive_secret("s", 1, "client"),
+            derive_secret("t", 1, "client")
+        );
+    }
+
+    #[test]
+    fn fleet_accounts_match_the_devices() {
+        let mut c = FleetConfig::new(3, DeviceProfile::default(), "IMEI:{:03}");
+        c.auth = AuthScheme::Hmac;
+        let f = Fleet::new(c).unwrap();
+        let a: Vec<_> = f.accounts().cloned().collect();
+        assert_eq!(a[2].device_id, "IMEI:002");
+        assert_eq!(a[2].auth, AuthScheme::Hmac);
+        assert_eq!(a[2].client_secret, derive_secret("omnidm", 2, "client"));
+        let dup = FleetConfig::new(11, DeviceProfile::default(), "IMEI:{}x{:1}");
+        assert!(Fleet::new(dup).is_err());
+    }
 }

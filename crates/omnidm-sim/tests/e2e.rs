@@ -487,3 +487,26 @@ async fn nothing_listening_is_a_connect_failure() {
     assert_eq!(s.failed, 1);
     assert_eq!(s.failures[0].reason, "connect", "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_with_interval_runs_repeated_sessions_then_stops() {
+    let (fleet, _st, _) = fleet_and_server(5, AuthScheme::Basic, |c| {
+        c.schedule = Schedule {
+            duration: Some(Duration::from_millis(400)),
+            interval: Some(Duration::from_millis(50)),
+            jitter: 0.2,
+            ..Schedule::default()
+        };
+    })
+    .await;
+    let t0 = Instant::now();
+    let s = fleet.run(&http()).await;
+    let took = t0.elapsed();
+    assert_eq!(s.failed, 0, "{s}");
+    // ~8 sessions per device at most; several each at least (staggered start, jitter).
+    assert!(s.sessions >= 15 && s.sessions <= 50, "{s}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Nonces rotate and persist across the sessions: every session authenticated.
+    let d = fleet.device(0).await.unwrap();
+    assert!(d.sessions >= 3, "{}", d.sessions);
+}
