@@ -8,6 +8,7 @@ mod local;
 mod notification;
 mod ops;
 mod serve;
+mod sim;
 mod syncml;
 
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     /// Queues operations for devices and shows their outcome.
     #[command(subcommand)]
     Ops(ops::OpsCommand),
+    /// Simulated OMA DM devices and the load generator (one device or thousands).
+    Sim(sim::SimArgs),
 }
 
 /// How a command that ran to completion ended.
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Devices(cmd) => devices::run(cmd),
         Command::Ops(cmd) => ops::run(cmd),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
