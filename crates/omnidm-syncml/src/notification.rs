@@ -323,7 +323,11 @@ pub fn decode(data: &[u8]) -> Result<DecodedNotification, NotificationError> {
 /// constant time. A device whose check fails with its stored nonce may retry with
 /// [`Nonce::resync_candidates`] (DM Notification 1.2 nonce resynchronisation).
 pub fn verify_digest(decoded: &DecodedNotification, server: &Credentials, nonce: &Nonce) -> bool {
-    let expected = trigger_digest(&decoded.trigger, &DigestKey::from_credentials(server), nonce);
+    let expected = trigger_digest(
+        &decoded.trigger,
+        &DigestKey::from_credentials(server),
+        nonce,
+    );
     expected.ct_eq(&decoded.digest).into()
 }
 

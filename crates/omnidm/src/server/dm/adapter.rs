@@ -196,12 +196,7 @@ impl Ledger {
     pub fn apply(&mut self, event: &dm::SessionEvent, now: Timestamp) -> bool {
         use dm::SessionEvent as E;
         match event {
-            E::DeviceInfo(reports) => {
-                self.contact
-                    .get_or_insert_with(DeviceInfo::default)
-                    .merge(&device_info(reports));
-                self.cache(reports, now);
-            }
+            E::DeviceInfo(reports) => self.learn(reports, now),
             E::NoncesChanged {
                 client_nonce,
                 server_nonce,
@@ -212,7 +207,7 @@ impl Ledger {
                 });
             }
             E::CommandResults { tag, items } => {
-                self.cache(items, now);
+                self.learn(items, now);
                 let results = items.iter().filter_map(node_result).collect();
                 match self.tags.get(tag).cloned() {
                     Some(slot) => match self.held[slot.op].outcomes.get_mut(&slot.index) {
@@ -246,9 +241,12 @@ impl Ledger {
                     );
                 }
             }
+            // An authenticated device has been in contact even if it sent no DevInfo.
+            E::Authenticated(_) => {
+                self.contact.get_or_insert_with(DeviceInfo::default);
+            }
             E::Ended { .. } => return true,
             E::Started { .. }
-            | E::Authenticated(_)
             | E::AuthFailed { .. }
             | E::ServerCredRejected { .. }
             | E::GenericAlert { .. }
@@ -256,6 +254,18 @@ impl Ledger {
             | E::Anomaly(_) => {}
         }
         false
+    }
+
+    /// Node values from the device: into the tree cache, and DevInfo/DevDetail leaves (package
+    /// 1, or the Results of a Get) into the registry's device info.
+    fn learn(&mut self, reports: &[NodeReport], now: Timestamp) {
+        let info = device_info(reports);
+        if info != DeviceInfo::default() {
+            self.contact
+                .get_or_insert_with(DeviceInfo::default)
+                .merge(&info);
+        }
+        self.cache(reports, now);
     }
 
     fn cache(&mut self, reports: &[NodeReport], now: Timestamp) {
