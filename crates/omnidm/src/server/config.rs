@@ -30,9 +30,10 @@ pub struct Config {
 pub struct DmConfig {
     /// Address the device endpoint listens on.
     pub listen: SocketAddr,
-    /// The URL devices use to reach `/dm` (our LocURI and the base of RespURI). Defaults to
-    /// `http://<listen>/dm`; set it when a proxy or NAT sits in front.
-    pub public_url: String,
+    /// The URL devices use to reach `/dm` (our LocURI and the base of RespURI). `None`:
+    /// `http://<bound address>/dm`, known once the listener is bound (the configured port may
+    /// be 0). Set it when a proxy or NAT sits in front.
+    pub public_url: Option<String>,
     /// Our OMA DM ServerID (DMAcc ServerID on devices).
     pub server_id: String,
     /// Largest request body accepted, in bytes.
@@ -136,9 +137,7 @@ impl Config {
                 .and_then(|a| a.listen)
                 .map_or_else(|| parse_addr("default", DEFAULT_API_LISTEN.into()), Ok)?,
         };
-        let public_url = env("OMNIDM_DM_PUBLIC_URL")
-            .or(dm_file.public_url)
-            .unwrap_or_else(|| format!("http://{dm_listen}/dm"));
+        let public_url = env("OMNIDM_DM_PUBLIC_URL").or(dm_file.public_url);
         Ok(Config {
             data_dir,
             database,
@@ -185,7 +184,7 @@ mod tests {
         assert_eq!(c.api_listen.to_string(), DEFAULT_API_LISTEN);
         assert!(c.dm.listen.ip().is_loopback() && c.api_listen.ip().is_loopback());
         assert_eq!(c.database, "sqlite://omnidm-data/omnidm.db");
-        assert_eq!(c.dm.public_url, "http://127.0.0.1:8700/dm");
+        assert_eq!(c.dm.public_url, None, "derived from the bound address");
     }
 
     #[test]

@@ -35,11 +35,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
+    let api_listener = bind(config.api_listen, "API").await?;
+    let dm_listener = bind(config.dm.listen, "device endpoint").await?;
+    let public_url = match &config.dm.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}/dm", dm_listener.local_addr()?),
+    };
+
     let store = omnidm_store::AnyStore::connect(&config.database)
         .await
         .with_context(|| format!("opening the store {}", config.database))?;
-    let mut engine =
-        omnidm_omadm::server::ServerConfig::new(&config.dm.server_id, &config.dm.public_url);
+    let mut engine = omnidm_omadm::server::ServerConfig::new(&config.dm.server_id, &public_url);
     engine.session_timeout = config.dm.session_timeout;
     let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id());
     endpoint
@@ -59,8 +65,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ))
         .with_state(endpoint.clone());
 
-    let api_listener = bind(config.api_listen, "API").await?;
-    let dm_listener = bind(config.dm.listen, "device endpoint").await?;
     tracing::info!(
         api = %api_listener.local_addr()?,
         dm = %dm_listener.local_addr()?,

@@ -30,6 +30,8 @@ struct Slot {
 #[derive(Debug)]
 struct Held {
     op: Operation,
+    /// Its commands were handed out by [`Ledger::commands`] already.
+    converted: bool,
     /// Top-level commands handed to the engine in this session.
     sent: BTreeSet<usize>,
     /// Outcomes keyed by index path (top-level and inner).
@@ -54,31 +56,41 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger for the operations claimed for this session.
     pub fn new(device_id: DeviceId, session: SessionId, ops: Vec<Operation>) -> Self {
-        Self {
+        let mut ledger = Self {
             device_id,
             session,
-            held: ops
-                .into_iter()
-                .map(|op| Held {
-                    op,
-                    sent: BTreeSet::new(),
-                    outcomes: BTreeMap::new(),
-                })
-                .collect(),
+            held: Vec::new(),
             tags: HashMap::new(),
             results: HashMap::new(),
             contact: None,
             nonces: None,
             tree: BTreeMap::new(),
             next_tag: 1,
-        }
+        };
+        ledger.hold(ops);
+        ledger
     }
 
-    /// The engine commands for every top-level command still without an outcome, tagged.
+    /// Takes claimed operations into the session (claims happen once the device is
+    /// authenticated, so an unauthenticated session never holds anything).
+    pub fn hold(&mut self, ops: Vec<Operation>) {
+        self.held.extend(ops.into_iter().map(|op| Held {
+            op,
+            converted: false,
+            sent: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
+        }));
+    }
+
+    /// The engine commands for every top-level command still without an outcome, tagged, of
+    /// the operations held since the last call.
     /// Commands OMA DM cannot express are answered at once with [`NOT_EXPRESSIBLE`].
     pub fn commands(&mut self, now: Timestamp) -> Vec<(CommandTag, DmCommand)> {
         let mut out = Vec::new();
         for op in 0..self.held.len() {
+            if std::mem::replace(&mut self.held[op].converted, true) {
+                continue;
+            }
             let pending: Vec<(usize, OpCommand)> = self.held[op]
                 .op
                 .commands

@@ -56,6 +56,10 @@ struct Live {
     device_id: DeviceId,
     session_id: SessionId,
     started: Instant,
+    /// The device proved who it is; only then are its operations claimed.
+    authenticated: bool,
+    /// Its queued operations were claimed (once per session).
+    claimed: bool,
     /// `mark_sent` was written for the commands handed to the engine.
     sent_recorded: bool,
     /// The outcome was written; the entry is about to leave the table.
@@ -150,6 +154,10 @@ impl DmEndpoint {
             metrics::counter!("omnidm_dm_bad_messages_total").increment(1);
         }
         let mut ended = self.drain(&mut live);
+        if live.authenticated && !live.claimed && !ended {
+            live.claimed = true;
+            self.claim(&mut live).await;
+        }
         let reply = live.session.poll_transmit(now);
         ended |= self.drain(&mut live);
 
@@ -233,25 +241,12 @@ impl DmEndpoint {
         })?;
         let token = random16();
         let session_id = SessionId(format!("{}:{}", self.inner.node, hex(&token)));
-        let stamp = now_ts();
-        let ops = match self.inner.store.claim(&id, &session_id, stamp).await {
-            Ok(ops) => ops,
-            Err(e) => {
-                tracing::error!(device = %id, error = %e, "cannot claim operations");
-                Vec::new()
-            }
-        };
         let random = Randomness {
             session_token: token,
             nonce_seed: random16(),
         };
-        let mut session = ServerSession::new(&self.inner.config, context, random, now);
-        let mut ledger = Ledger::new(id.clone(), session_id.clone(), ops);
-        for (tag, command) in ledger.commands(stamp) {
-            if let Err(e) = session.enqueue(tag, command) {
-                tracing::error!(device = %id, error = %e, "cannot enqueue a command");
-            }
-        }
+        let session = ServerSession::new(&self.inner.config, context, random, now);
+        let ledger = Ledger::new(id.clone(), session_id.clone(), Vec::new());
         metrics::counter!("omnidm_dm_sessions_total").increment(1);
         tracing::info!(device = %id, session = %session_id.0, "session started");
         let live = Arc::new(Mutex::new(Live {
@@ -260,11 +255,34 @@ impl DmEndpoint {
             device_id: id,
             session_id,
             started: now,
+            authenticated: false,
+            claimed: false,
             sent_recorded: false,
             closed: false,
         }));
         self.insert(token, live.clone());
         Ok((token, live))
+    }
+
+    /// Claims the device's queued operations and hands their commands to the engine.
+    async fn claim(&self, live: &mut Live) {
+        let stamp = now_ts();
+        match self
+            .inner
+            .store
+            .claim(&live.device_id, &live.session_id, stamp)
+            .await
+        {
+            Ok(ops) => live.ledger.hold(ops),
+            Err(e) => {
+                tracing::error!(device = %live.device_id, error = %e, "cannot claim operations")
+            }
+        }
+        for (tag, command) in live.ledger.commands(stamp) {
+            if let Err(e) = live.session.enqueue(tag, command) {
+                tracing::error!(device = %live.device_id, error = %e, "cannot enqueue a command");
+            }
+        }
     }
 
     /// Applies pending engine events to the ledger; true when the session ended.
@@ -273,6 +291,7 @@ impl DmEndpoint {
         let mut ended = false;
         while let Some(event) = live.session.poll_event() {
             match &event {
+                SessionEvent::Authenticated(_) => live.authenticated = true,
                 SessionEvent::AuthFailed { status, .. } => {
                     tracing::warn!(device = %live.device_id, %status, "device authentication failed");
                     metrics::counter!("omnidm_dm_auth_failures_total", "reason" => "credentials")

@@ -1,0 +1,603 @@
+//! End to end: the real `omnidm serve` process on loopback ports, provisioned and driven with
+//! the real CLI and the simulator (`omnidm sim`) over real HTTP, with the real SQLite store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_omnidm");
+
+/// A temporary data directory, removed on drop.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("omnidm-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        DataDir(dir)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `omnidm serve`.
+struct Server {
+    child: Child,
+    dm: SocketAddr,
+    api: SocketAddr,
+}
+
+impl Server {
+    fn start(data: &DataDir) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--data-dir",
+                data.path(),
+                "--dm-listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .env("OMNIDM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let (dm, api) = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("server exited before listening:\n{}", seen.join("\n"));
+            };
+            if line.contains("omnidm listening") {
+                let field = |name: &str| -> SocketAddr {
+                    let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                    line[start..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                };
+                break (field("dm"), field("api"));
+            }
+            seen.push(line);
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, dm, api }
+    }
+
+    fn dm_url(&self) -> String {
+        format!("http://{}/dm", self.dm)
+    }
+
+    /// SIGKILL: a crash, nothing gets a chance to clean up.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "graceful stop exits 0: {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn omnidm(data: &DataDir, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--data-dir", data.path()])
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `omnidm sim` (no --data-dir: the simulator has no store).
+fn sim(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("sim")
+        .args(args)
+        .arg("--no-progress")
+        .output()
+        .unwrap()
+}
+
+/// Provisions `n` simulated devices; returns their ids.
+fn provision(data: &DataDir, server: &str, n: usize, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--server", server, "--devices"];
+    let n_text = n.to_string();
+    args.push(&n_text);
+    args.extend_from_slice(extra);
+    args.push("--print-provisioning");
+    let accounts = ok(sim(&args));
+    let file = data.0.join("accounts.jsonl");
+    std::fs::write(&file, &accounts).unwrap();
+    ok(omnidm(data, &["devices", "import", file.to_str().unwrap()]));
+    accounts
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["device_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn submit(data: &DataDir, device: &str, commands: &[&str]) -> u64 {
+    let mut args = vec!["ops", "submit", device];
+    args.extend_from_slice(commands);
+    args.push("--json");
+    let op: Value = serde_json::from_str(&ok(omnidm(data, &args))).unwrap();
+    op["id"].as_u64().unwrap()
+}
+
+fn show(data: &DataDir, id: u64) -> Value {
+    serde_json::from_str(&ok(omnidm(
+        data,
+        &["ops", "show", &id.to_string(), "--json"],
+    )))
+    .unwrap()
+}
+
+fn statuses(op: &Value) -> Vec<u64> {
+    let mut top: Vec<(u64, u64)> = op["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["index"].as_array().unwrap().len() == 1)
+        .map(|o| {
+            (
+                o["index"][0].as_u64().unwrap(),
+                o["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    top.sort();
+    top.into_iter().map(|(_, s)| s).collect()
+}
+
+fn sim_json(args: &[&str]) -> (bool, Value) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = sim(&all);
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), summary)
+}
+
+/// A raw HTTP/1.1 POST, so that tests can send what no well-behaved client would.
+fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../omnidm-syncml/tests/data/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_queued_command_set_runs_in_the_next_session_and_its_results_are_stored() {
+    let data = DataDir::new("flow");
+    let server = Server::start(&data);
+    let ids = provision(&data, &server.dm_url(), 2, &[]);
+    let op = submit(
+        &data,
+        &ids[0],
+        &[
+            "get:./DevInfo/Mod",
+            "replace:./Vendor/omnidm/Greeting=bonjour",
+            "add:./Vendor/omnidm/Fresh=7@int",
+            "copy:./Vendor/omnidm/Greeting>./Vendor/omnidm/Copied",
+            "delete:./Vendor/omnidm/Counter",
+            "exec:./FUMO/fw1/DownloadAndUpdate#fw-1",
+            "get:./Vendor/omnidm/Copied",
+        ],
+    );
+    let atomic = data.0.join("atomic.json");
+    std::fs::write(
+        &atomic,
+        r#"[{"atomic":[{"replace":{"path":"./Vendor/omnidm/Enabled","value":{"type":"bool","data":"false"}}},
+                       {"get":{"path":"./DevDetail/FwV"}}]}]"#,
+    )
+    .unwrap();
+    let atomic_op: Value = serde_json::from_str(&ok(omnidm(
+        &data,
+        &[
+            "ops",
+            "submit",
+            &ids[0],
+            "--commands-file",
+            atomic.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(show(&data, op)["state"], "queued");
+
+    let (ok_run, summary) = sim_json(&[
+        "--server",
+        &server.dm_url(),
+        "--devices",
+        "2",
+        "--sessions-per-device",
+        "1",
+    ]);
+    assert!(ok_run, "{summary}");
+    assert_eq!(summary["succeeded"], 2);
+
+    let done = show(&data, op);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(statuses(&done), vec![200, 200, 200, 200, 200, 202, 200]);
+    let copied = done["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["index"] == serde_json::json!([6]))
+        .unwrap();
+    assert_eq!(
+        copied["results"][0]["value"]["data"], "bonjour",
+        "Copy then Get read back the copied value"
+    );
+    let atomic_done = show(&data, atomic_op["id"].as_u64().unwrap());
+    assert_eq!(atomic_done["state"], "succeeded", "{atomic_done}");
+    assert_eq!(statuses(&atomic_done), vec![200]);
+
+    // Results and DevInfo are in the tree cache; the registry knows the device now.
+    let tree = ok(omnidm(
+        &data,
+        &["devices", "tree", &ids[0], "--path", "./DevInfo", "--json"],
+    ));
+    assert!(
+        tree.contains(r#""path":"./DevInfo/Mod""#) && tree.contains("SimPhone 1"),
+        "{tree}"
+    );
+    let dev: Value =
+        serde_json::from_str(&ok(omnidm(&data, &["devices", "show", &ids[0], "--json"]))).unwrap();
+    assert_eq!(dev["session_count"], 1);
+    assert_eq!(dev["info"]["model"], "SimPhone 1");
+    assert_eq!(
+        dev["info"]["firmware_version"], "1.0.0",
+        "from the Atomic's Get of DevDetail/FwV"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_wrong_secret_is_refused_and_nothing_runs() {
+    let data = DataDir::new("auth");
+    let server = Server::start(&data);
+    let ids = provision(&data, &server.dm_url(), 1, &["--secret-seed", "right"]);
+    let op = submit(&data, &ids[0], &["replace:./Vendor/omnidm/Greeting=pwned"]);
+    let (ok_run, summary) = sim_json(&[
+        "--server",
+        &server.dm_url(),
+        "--devices",
+        "1",
+        "--secret-seed",
+        "wrong",
+    ]);
+    assert!(!ok_run, "the simulator reports the failure");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    let after = show(&data, op);
+    assert_eq!(after["state"], "queued", "nothing executed: {after}");
+    assert_eq!(after["outcomes"].as_array().unwrap().len(), 0);
+    // The right device then gets it.
+    let (ok_run, _) = sim_json(&[
+        "--server",
+        &server.dm_url(),
+        "--devices",
+        "1",
+        "--secret-seed",
+        "right",
+    ]);
+    assert!(ok_run);
+    assert_eq!(show(&data, op)["state"], "succeeded");
+}
+
+#[test]
+fn a_small_max_msg_size_forces_multi_message_packages_and_a_large_object() {
+    let data = DataDir::new("small");
+    let server = Server::start(&data);
+    let ids = provision(&data, &server.dm_url(), 1, &[]);
+    let big: String = (0..6000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut specs = vec![format!("replace:./Vendor/omnidm/Greeting={big}")];
+    specs.extend((0..20).map(|_| "get:./DevInfo/Man".to_string()));
+    specs.push("get:./Vendor/omnidm/Greeting".into());
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    for encoding in ["xml", "wbxml"] {
+        let op = submit(&data, &ids[0], &specs);
+        let (ok_run, summary) = sim_json(&[
+            "--server",
+            &server.dm_url(),
+            "--devices",
+            "1",
+            "--max-msg-size",
+            "1500",
+            "--encoding",
+            encoding,
+        ]);
+        assert!(ok_run, "{summary}");
+        // 6,000 bytes through 1,500-byte messages: at least four server messages.
+        assert!(
+            summary["messages"].as_u64().unwrap() >= 7,
+            "multi-message: {summary}"
+        );
+        let done = show(&data, op);
+        assert_eq!(done["state"], "succeeded", "{encoding}");
+        let last = done["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["index"] == serde_json::json!([21]))
+            .unwrap();
+        assert_eq!(
+            last["results"][0]["value"]["data"].as_str(),
+            Some(big.as_str()),
+            "{encoding}: the large object arrived whole"
+        );
+    }
+}
+
+#[test]
+fn a_crash_in_the_middle_of_a_session_loses_nothing() {
+    let data = DataDir::new("crash");
+    // The captured client's account: Basic funambol/funambol, server funambol/srvpwd.
+    ok(omnidm(
+        &data,
+        &[
+            "devices",
+            "add",
+            "DMCtest",
+            "--auth",
+            "basic",
+            "--client-name",
+            "funambol",
+            "--client-secret",
+            "funambol",
+            "--server-id",
+            "funambol",
+            "--server-secret",
+            "srvpwd",
+        ],
+    ));
+    let op = submit(
+        &data,
+        "DMCtest",
+        &["get:./DevInfo/Mod", "exec:./FUMO/fw1/Update"],
+    );
+    let server = Server::start(&data);
+    let (status, _, body) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml+xml",
+        &fixture("pkg1-client.xml"),
+    );
+    assert_eq!(status, 200);
+    let reply = String::from_utf8(body).unwrap();
+    assert!(
+        reply.contains("./DevInfo/Mod") && reply.contains("<Exec>"),
+        "commands went out: {reply}"
+    );
+    assert_eq!(show(&data, op)["state"], "in_session");
+    server.kill();
+
+    // Restart: the session is gone; the Get (safe to resend) would go again, but the Exec was
+    // sent and may have run, so the operation is reported, never executed twice.
+    let server = Server::start(&data);
+    let after = show(&data, op);
+    assert_eq!(after["state"], "failed", "{after}");
+    let exec = after["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["index"] == serde_json::json!([1]))
+        .unwrap();
+    assert_eq!(exec["status"], 900, "interrupted, outcome unknown: {after}");
+
+    // An operation of only safe commands is sent again in the next session.
+    let safe = submit(&data, "DMCtest", &["get:./DevInfo/Mod"]);
+    let (status, _, _) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml+xml",
+        &fixture("pkg1-client.xml"),
+    );
+    assert_eq!(status, 200);
+    server.kill();
+    let server = Server::start(&data);
+    assert_eq!(
+        show(&data, safe)["state"],
+        "queued",
+        "requeued after the crash"
+    );
+    let (_, _, body) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml+xml",
+        &fixture("pkg1-client.xml"),
+    );
+    assert!(
+        String::from_utf8_lossy(&body).contains("./DevInfo/Mod"),
+        "resent in the next session"
+    );
+    server.stop();
+}
+
+#[test]
+fn garbage_gets_a_clear_error_and_the_server_keeps_serving() {
+    let data = DataDir::new("garbage");
+    let server = Server::start(&data);
+    let (status, _, body) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml.dm+xml",
+        b"<SyncML><SyncHdr>",
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml.dm+wbxml",
+        &[0x02, 0xa4, 0x01, 0x6a, 0x00, 0xff],
+    );
+    assert_eq!(status, 400);
+    let (status, _, _) = post(server.dm, "/dm", "text/plain", b"");
+    assert_eq!(status, 400);
+    let huge = vec![b'<'; 2 * 1024 * 1024];
+    let (status, _, _) = post(server.dm, "/dm", "application/vnd.syncml.dm+xml", &huge);
+    assert_eq!(status, 413, "body limit");
+    // Unknown device: refused, not crashed.
+    let (status, _, _) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml+xml",
+        &fixture("pkg1-client.xml"),
+    );
+    assert_eq!(status, 403);
+    // Still serving real devices.
+    let ids = provision(&data, &server.dm_url(), 1, &[]);
+    let op = submit(&data, &ids[0], &["get:./DevInfo/Lang"]);
+    let (ok_run, _) = sim_json(&["--server", &server.dm_url(), "--devices", "1"]);
+    assert!(ok_run);
+    assert_eq!(show(&data, op)["state"], "succeeded");
+    let health = post(server.api, "/healthz", "text/plain", b"");
+    assert_eq!(health.0, 405, "healthz is GET-only but alive");
+    server.stop();
+}
+
+#[test]
+fn wbxml_devices_are_answered_in_wbxml_with_their_own_content_type() {
+    let data = DataDir::new("wbxml");
+    ok(omnidm(
+        &data,
+        &[
+            "devices",
+            "add",
+            "DMCtest",
+            "--auth",
+            "basic",
+            "--client-name",
+            "funambol",
+            "--client-secret",
+            "funambol",
+            "--server-id",
+            "funambol",
+            "--server-secret",
+            "srvpwd",
+        ],
+    ));
+    submit(&data, "DMCtest", &["get:./DevInfo/Mod"]);
+    let server = Server::start(&data);
+    let (status, head, body) = post(
+        server.dm,
+        "/dm",
+        "application/vnd.syncml+wbxml",
+        &fixture("pkg1-client.wbxml"),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/vnd.syncml+wbxml"),
+        "{head}"
+    );
+    assert!(matches!(body.first(), Some(0x01..=0x03)), "a WBXML body");
+    server.stop();
+}
+
+#[test]
+fn a_thousand_simulated_devices() {
+    let data = DataDir::new("fleet");
+    let server = Server::start(&data);
+    let ids = provision(&data, &server.dm_url(), 1000, &[]);
+    for id in ids.iter().step_by(10) {
+        submit(&data, id, &["get:./DevInfo/Mod"]);
+    }
+    let (ok_run, summary) = sim_json(&[
+        "--server",
+        &server.dm_url(),
+        "--devices",
+        "1000",
+        "--concurrency",
+        "100",
+        "--sessions-per-device",
+        "1",
+    ]);
+    assert!(ok_run, "{summary}");
+    assert_eq!(summary["succeeded"], 1000, "{summary}");
+    let queued = ok(omnidm(
+        &data,
+        &["ops", "list", "--state", "queued", "--json"],
+    ));
+    assert_eq!(queued.lines().count(), 0, "every operation ran");
+    let done = ok(omnidm(
+        &data,
+        &["ops", "list", "--state", "succeeded", "--json"],
+    ));
+    assert_eq!(done.lines().count(), 100);
+    server.stop();
+}
