@@ -41,6 +41,10 @@ struct Server {
 
 impl Server {
     fn start(data: &DataDir) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    fn start_with(data: &DataDir, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -51,6 +55,7 @@ impl Server {
                 "--api-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("OMNIDM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -599,5 +604,59 @@ fn a_thousand_simulated_devices() {
         &["ops", "list", "--state", "succeeded", "--json"],
     ));
     assert_eq!(done.lines().count(), 100);
+    server.stop();
+}
+
+#[test]
+fn notify_wakes_the_device_through_the_push_gateway() {
+    let data = DataDir::new("push");
+    // A free port for the simulator's push listener.
+    let push_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gateway = format!("http://{push_addr}/push/{{device_id}}");
+    let server = Server::start_with(&data, &["--push-gateway", &gateway]);
+    let ids = provision(&data, &server.dm_url(), 2, &[]);
+    // The devices only wait for package 0: no client-initiated session.
+    let mut devices = Command::new(BIN)
+        .args([
+            "sim",
+            "--server",
+            &server.dm_url(),
+            "--devices",
+            "2",
+            "--push-listen",
+            &push_addr.to_string(),
+            "--duration",
+            "30s",
+            "--no-progress",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let op = submit(&data, &ids[1], &["get:./DevInfo/Mod", "--notify"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let state = show(&data, op)["state"].as_str().unwrap().to_owned();
+        if state == "succeeded" || std::time::Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = devices.kill();
+    let _ = devices.wait();
+    assert_eq!(
+        state, "succeeded",
+        "package 0 → server-initiated session → the Get ran"
+    );
+    let other: Value =
+        serde_json::from_str(&ok(omnidm(&data, &["devices", "show", &ids[0], "--json"]))).unwrap();
+    assert_eq!(
+        other["session_count"], 0,
+        "only the notified device called in"
+    );
     server.stop();
 }

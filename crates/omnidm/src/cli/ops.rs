@@ -40,6 +40,10 @@ pub enum OpsCommand {
         /// Expire the operation if the device has not run it within this many seconds.
         #[arg(long, value_name = "SECS")]
         expires_in: Option<u64>,
+        /// Ask the device to call in now: the server sends a package 0 through its push
+        /// gateway (`--push-gateway` of `omnidm serve`).
+        #[arg(long)]
+        notify: bool,
         /// Print the operation as JSON.
         #[arg(long)]
         json: bool,
@@ -174,6 +178,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
             commands,
             commands_file,
             expires_in,
+            notify,
             json,
             store,
         } => {
@@ -194,6 +199,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                 let mut op = NewOperation::new(device.clone(), commands);
                 op.expires_at = expires_in.map(|s| now.plus_millis(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)));
                 op.submitted_by = Some("cli".into());
+                op.notify = notify;
                 let op = match store.submit(vec![op], now).await {
                     Ok(mut ops) => ops.pop().context("the store returned no operation")?,
                     Err(StoreError::NotFound(_)) => bail!("no device {device}; provision it with `omnidm devices add`"),

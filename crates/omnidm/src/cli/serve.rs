@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Address of the API and admin endpoints [default: 127.0.0.1:8701].
     #[arg(long, value_name = "ADDR")]
     api_listen: Option<SocketAddr>,
+    /// Push gateway for package 0, e.g. http://127.0.0.1:8800/push/{device_id}.
+    #[arg(long, value_name = "URL")]
+    push_gateway: Option<String>,
 }
 
 /// Loads the configuration and runs the server until SIGTERM/SIGINT.
@@ -34,6 +37,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         database: args.database,
         dm_listen: args.dm_listen,
         api_listen: args.api_listen,
+        push_gateway: args.push_gateway,
     };
     let config = config::Config::load(&overrides, &|k| std::env::var(k).ok())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

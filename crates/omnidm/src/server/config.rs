@@ -23,6 +23,9 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// `tracing` filter directives, e.g. `info` or `omnidm=debug,info`.
     pub log: String,
+    /// Push gateway URL for package 0 (`{device_id}` is replaced); `None`: operations wait for
+    /// the device's next session.
+    pub push_gateway: Option<String>,
 }
 
 /// The OMA DM device endpoint.
@@ -40,6 +43,10 @@ pub struct DmConfig {
     pub max_body_bytes: usize,
     /// A session with no message for this long is ended and its commands returned to the queue.
     pub session_timeout: Duration,
+    /// Lab mode: unknown devices are registered on first contact with this shared secret as
+    /// both their client and server secret (MD5). `None` (the default): unknown devices are
+    /// refused.
+    pub open_enrolment_secret: Option<String>,
 }
 
 /// The optional TOML file. Every field is optional: absent means "keep the default".
@@ -51,6 +58,13 @@ struct FileConfig {
     log: Option<String>,
     dm: Option<FileDm>,
     api: Option<FileApi>,
+    push: Option<FilePush>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePush {
+    gateway_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +75,7 @@ struct FileDm {
     server_id: Option<String>,
     max_body_bytes: Option<usize>,
     session_timeout_secs: Option<u64>,
+    open_enrolment_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +97,8 @@ pub struct Overrides {
     pub dm_listen: Option<SocketAddr>,
     /// `--api-listen`.
     pub api_listen: Option<SocketAddr>,
+    /// `--push-gateway`.
+    pub push_gateway: Option<String>,
 }
 
 const DEFAULT_DM_LISTEN: &str = "127.0.0.1:8700";
@@ -149,11 +166,18 @@ impl Config {
                     .unwrap_or_else(|| "omnidm".into()),
                 max_body_bytes: dm_file.max_body_bytes.unwrap_or(1024 * 1024),
                 session_timeout: Duration::from_secs(dm_file.session_timeout_secs.unwrap_or(300)),
+                open_enrolment_secret: env("OMNIDM_DM_OPEN_ENROLMENT_SECRET")
+                    .or(dm_file.open_enrolment_secret),
             },
             api_listen,
             log: env("OMNIDM_LOG")
                 .or(file.log)
                 .unwrap_or_else(|| "info".into()),
+            push_gateway: overrides
+                .push_gateway
+                .clone()
+                .or_else(|| env("OMNIDM_PUSH_GATEWAY"))
+                .or(file.push.and_then(|p| p.gateway_url)),
         })
     }
 }

@@ -13,11 +13,13 @@
 
 mod adapter;
 
+use crate::server::push::PushGateway;
 use adapter::Ledger;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use omnidm_core::{ClientAuth, DmAccount, NewDevice, OpFilter, OpState, OperationId, Protocol};
 use omnidm_core::{Device, DeviceId, SessionId, Store, Timestamp};
 use omnidm_omadm::server::{
     DeviceContext, Incoming, Peek, Quirks, Randomness, ServerConfig, ServerSession, SessionEvent,
@@ -26,7 +28,7 @@ use omnidm_omadm::server::{
 use omnidm_store::AnyStore;
 use omnidm_syncml::Limits;
 use omnidm_syncml::auth::{AuthType, DigestKey, Nonce};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
@@ -47,6 +49,13 @@ struct Inner {
     /// sessions only (several nodes may share one PostgreSQL database).
     node: String,
     sessions: std::sync::Mutex<HashMap<[u8; 16], Arc<Mutex<Live>>>>,
+    /// Where package 0 goes for operations submitted with `notify`.
+    push: Option<PushGateway>,
+    /// Operations whose device was already notified by this process (a restart may notify
+    /// once more: an extra wake-up is harmless, a missing one is not).
+    notified: std::sync::Mutex<HashSet<OperationId>>,
+    /// Lab mode: unknown devices are registered on first contact with this shared secret.
+    open_enrolment: Option<String>,
 }
 
 /// A session in progress.
@@ -97,8 +106,27 @@ impl DmEndpoint {
                 config,
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
+                push: None,
+                notified: std::sync::Mutex::new(HashSet::new()),
+                open_enrolment: None,
             }),
         }
+    }
+
+    /// Sends package 0 through `push` for operations submitted with `notify`.
+    pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.push = push;
+        }
+        self
+    }
+
+    /// Registers unknown devices on first contact with `secret` (lab use).
+    pub fn with_open_enrolment(mut self, secret: Option<String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.open_enrolment = secret;
+        }
+        self
     }
 
     /// Number of sessions in progress.
@@ -221,6 +249,7 @@ impl DmEndpoint {
         })?;
         let device = match self.inner.store.get_device(&id).await {
             Ok(Some(d)) => d,
+            Ok(None) if self.inner.open_enrolment.is_some() => self.enrol(&id).await?,
             Ok(None) => {
                 tracing::warn!(device = %id, "unknown device; provision it with `omnidm devices add`");
                 metrics::counter!("omnidm_dm_auth_failures_total", "reason" => "unknown_device")
@@ -262,6 +291,77 @@ impl DmEndpoint {
         }));
         self.insert(token, live.clone());
         Ok((token, live))
+    }
+
+    /// Open enrolment: registers an unknown device with the shared secret (MD5 both ways, its
+    /// device id as its DM user name).
+    async fn enrol(&self, id: &DeviceId) -> Result<Device, Response> {
+        let secret = self.inner.open_enrolment.as_deref().unwrap_or_default();
+        let mut new = NewDevice::new(id.clone(), Protocol::OmaDm);
+        new.dm = Some(DmAccount::from_secrets(
+            ClientAuth::Md5,
+            id.as_str(),
+            secret,
+            self.inner.config.server_id.clone(),
+            secret,
+        ));
+        new.tags = vec!["enrolled".into()];
+        let device = new.into_device(now_ts());
+        match self.inner.store.create_device(&device).await {
+            Ok(()) | Err(omnidm_core::StoreError::Conflict(_)) => {
+                tracing::info!(device = %id, "device enrolled on first contact");
+                Ok(device)
+            }
+            Err(e) => {
+                tracing::error!(device = %id, error = %e, "cannot enrol device");
+                Err(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store unavailable, retry later",
+                ))
+            }
+        }
+    }
+
+    /// Sends package 0 for queued operations submitted with `notify`.
+    async fn notify_pending(&self) {
+        let Some(push) = &self.inner.push else { return };
+        let filter = OpFilter {
+            state: Some(OpState::Queued),
+            limit: 1000,
+            ..OpFilter::default()
+        };
+        let queued = match self.inner.store.list_operations(&filter).await {
+            Ok(ops) => ops,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list operations to notify");
+                return;
+            }
+        };
+        for op in queued.into_iter().filter(|op| op.notify) {
+            let fresh = self
+                .inner
+                .notified
+                .lock()
+                .is_ok_and(|mut n| n.insert(op.id));
+            if !fresh {
+                continue;
+            }
+            let device = match self.inner.store.get_device(&op.device_id).await {
+                Ok(Some(d)) => d,
+                _ => continue,
+            };
+            let session_id = u16::from_le_bytes([random16()[0], random16()[1]]);
+            match push.notify(&device, session_id).await {
+                Ok(()) => {
+                    metrics::counter!("omnidm_notifications_sent_total").increment(1);
+                    tracing::info!(device = %device.id, operation = op.id.0, "package 0 sent");
+                }
+                Err(e) => {
+                    metrics::counter!("omnidm_notifications_failed_total").increment(1);
+                    tracing::warn!(device = %device.id, error = %e, "package 0 not delivered; the operation waits for the next session");
+                }
+            }
+        }
     }
 
     /// Claims the device's queued operations and hands their commands to the engine.
@@ -356,6 +456,7 @@ impl DmEndpoint {
                 self.remove(&token);
             }
         }
+        self.notify_pending().await;
         match self.inner.store.expire_due(now_ts()).await {
             Ok(expired) if !expired.is_empty() => {
                 tracing::info!(count = expired.len(), "operations expired")
