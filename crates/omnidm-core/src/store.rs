@@ -245,6 +245,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<OperationId>, StoreError>> + Send;
 
+    /// Replaces (or adds) outcomes of an operation in any state, without changing its state:
+    /// how an asynchronous report (OMA DM Generic Alert 1226 answering an Exec's correlator)
+    /// completes a command that the device accepted in an earlier session.
+    fn amend_outcomes(
+        &self,
+        id: OperationId,
+        outcomes: Vec<CommandOutcome>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Operation, StoreError>> + Send;
+
     /// Number of queued operations (of one device, or all).
     fn queue_depth(
         &self,

@@ -768,6 +768,21 @@ impl Store for ThisStore {
         Ok(op)
     }
 
+    async fn amend_outcomes(
+        &self,
+        id: OperationId,
+        outcomes: Vec<CommandOutcome>,
+        now: Timestamp,
+    ) -> Result<Operation, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let mut op = lock_op(&mut tx, id).await?;
+        op.merge_outcomes(outcomes);
+        op.updated_at = now;
+        save_op(&mut tx, &op).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(op)
+    }
+
     async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
         OpState::Queued
             .check_transition(OpState::Expired)

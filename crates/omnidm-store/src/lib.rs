@@ -181,6 +181,14 @@ impl Store for AnyStore {
     async fn cancel(&self, id: OperationId, now: Timestamp) -> Result<Operation, StoreError> {
         dispatch!(self.cancel(id, now))
     }
+    async fn amend_outcomes(
+        &self,
+        id: OperationId,
+        outcomes: Vec<CommandOutcome>,
+        now: Timestamp,
+    ) -> Result<Operation, StoreError> {
+        dispatch!(self.amend_outcomes(id, outcomes, now))
+    }
     async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
         dispatch!(self.expire_due(now))
     }

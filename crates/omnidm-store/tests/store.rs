@@ -142,6 +142,7 @@ suite!(
     restart_loses_nothing,
     session_outcome_applies_everything,
     session_outcome_is_atomic,
+    async_reports_amend_finished_operations,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1158,4 +1159,46 @@ async fn session_outcome_is_atomic(b: &Backend) {
             .session_count,
         1
     );
+}
+
+/// A Generic Alert answering an Exec arrives sessions later: it amends the finished
+/// operation's outcome without touching its state.
+async fn async_reports_amend_finished_operations(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    let exec = OpCommand::Exec {
+        path: path("./FUMO/fw1/Update"),
+        data: None,
+        correlator: None,
+    };
+    let o = submit(&s, "dev-a", vec![exec]).await;
+    s.claim(&did("dev-a"), &sess("s1"), t(1)).await.unwrap();
+    let done = s
+        .complete(
+            o.id,
+            &sess("s1"),
+            vec![CommandOutcome::status(vec![0], 202, t(2))],
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, omnidm_core::OpState::Succeeded);
+    let amended = s
+        .amend_outcomes(o.id, vec![CommandOutcome::status(vec![0], 200, t(9))], t(9))
+        .await
+        .unwrap();
+    assert_eq!(
+        amended.state,
+        omnidm_core::OpState::Succeeded,
+        "state unchanged"
+    );
+    let stored = op(&s, o.id).await;
+    assert_eq!(stored.outcomes.len(), 1);
+    assert_eq!((stored.outcomes[0].status, stored.updated_at), (200, t(9)));
+    assert!(matches!(
+        s.amend_outcomes(OperationId(999_999), Vec::new(), t(9))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.close().await;
 }

@@ -257,6 +257,7 @@ fn a_queued_command_set_runs_in_the_next_session_and_its_results_are_stored() {
             "add:./Vendor/omnidm/Fresh=7@int",
             "copy:./Vendor/omnidm/Greeting>./Vendor/omnidm/Copied",
             "delete:./Vendor/omnidm/Counter",
+            "replace:./FUMO/fw1/DownloadAndUpdate/PkgURL=http://fw.example/pkg-2.0.bin",
             "exec:./FUMO/fw1/DownloadAndUpdate#fw-1",
             "get:./Vendor/omnidm/Copied",
         ],
@@ -295,12 +296,14 @@ fn a_queued_command_set_runs_in_the_next_session_and_its_results_are_stored() {
 
     let done = show(&data, op);
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(statuses(&done), vec![200, 200, 200, 200, 200, 202, 200]);
+    // The Exec was accepted (202) and the device's Generic Alert in the same session reported
+    // the update's result (200, FUMO "successful"), which replaced it.
+    assert_eq!(statuses(&done), vec![200, 200, 200, 200, 200, 200, 200, 200]);
     let copied = done["outcomes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|o| o["index"] == serde_json::json!([6]))
+        .find(|o| o["index"] == serde_json::json!([7]))
         .unwrap();
     assert_eq!(
         copied["results"][0]["value"]["data"], "bonjour",
@@ -657,6 +660,47 @@ fn notify_wakes_the_device_through_the_push_gateway() {
     assert_eq!(
         other["session_count"], 0,
         "only the notified device called in"
+    );
+    server.stop();
+}
+
+#[test]
+fn an_exec_is_completed_by_a_generic_alert_in_a_later_session() {
+    let data = DataDir::new("async");
+    let server = Server::start(&data);
+    let ids = provision(&data, &server.dm_url(), 1, &[]);
+    let op = submit(
+        &data,
+        &ids[0],
+        &[
+            "replace:./FUMO/fw1/DownloadAndUpdate/PkgURL=http://fw.example/pkg-2.0.bin",
+            "exec:./FUMO/fw1/DownloadAndUpdate#my-label",
+        ],
+    );
+    let (ok_run, summary) = sim_json(&[
+        "--server",
+        &server.dm_url(),
+        "--devices",
+        "1",
+        "--sessions-per-device",
+        "2",
+        "--async-reports",
+        "next",
+    ]);
+    assert!(ok_run, "{summary}");
+    let done = show(&data, op);
+    let exec = &done["outcomes"][1];
+    assert_eq!(
+        exec["status"], 200,
+        "the 1226 of the second session completed the Exec: {done}"
+    );
+    assert_eq!(
+        exec["results"][0]["path"], "./FUMO/fw1/DownloadAndUpdate",
+        "{done}"
+    );
+    assert_eq!(
+        done["commands"][1]["exec"]["correlator"], "my-label",
+        "the caller's label is kept"
     );
     server.stop();
 }

@@ -6,8 +6,8 @@
 
 use omnidm_core::{
     CommandOutcome, DeviceId, DeviceInfo, NodePath, NodeResult, Nonces, OpCommand, OpProgress,
-    Operation, SessionId, SessionOutcome, Timestamp, TreeEntry, TypedValue, UiAnswer, UiKind,
-    ValueType,
+    Operation, OperationId, SessionId, SessionOutcome, Timestamp, TreeEntry, TypedValue, UiAnswer,
+    UiKind, ValueType,
 };
 use omnidm_omadm::server::{self as dm, CommandTag, DmCommand, NodeReport, NodeWrite};
 use omnidm_syncml::Data;
@@ -50,6 +50,8 @@ pub struct Ledger {
     contact: Option<DeviceInfo>,
     nonces: Option<Nonces>,
     tree: BTreeMap<String, TreeEntry>,
+    /// Generic alerts answering Execs of earlier sessions: outcomes to amend.
+    reports: Vec<(OperationId, CommandOutcome)>,
     next_tag: CommandTag,
 }
 
@@ -65,6 +67,7 @@ impl Ledger {
             contact: None,
             nonces: None,
             tree: BTreeMap::new(),
+            reports: Vec::new(),
             next_tag: 1,
         };
         ledger.hold(ops);
@@ -145,14 +148,13 @@ impl Ledger {
                 items: vec![write(dm_uri(path)?, value.as_ref())],
             },
             OpCommand::Delete { path } => DmCommand::Delete { uri: dm_uri(path)? },
-            OpCommand::Exec {
-                path,
-                data,
-                correlator,
-            } => DmCommand::Exec {
+            // The correlator on the wire is always ours, so that the device's later Generic
+            // Alert finds its way back to this command; the caller's own correlator stays in
+            // the operation as a label.
+            OpCommand::Exec { path, data, .. } => DmCommand::Exec {
                 uri: dm_uri(path)?,
                 data: data.clone(),
-                correlator: correlator.clone(),
+                correlator: Some(wire_correlator(self.held[op].op.id, &index)),
             },
             OpCommand::Copy { from, to } => DmCommand::Copy {
                 from: dm_uri(from)?,
@@ -258,10 +260,17 @@ impl Ledger {
                 self.contact.get_or_insert_with(DeviceInfo::default);
             }
             E::Ended { .. } => return true,
+            E::GenericAlert { correlator, items } => {
+                if let Some(report) = correlator
+                    .as_deref()
+                    .and_then(|c| async_report(c, items, now))
+                {
+                    self.reports.push(report);
+                }
+            }
             E::Started { .. }
             | E::AuthFailed { .. }
             | E::ServerCredRejected { .. }
-            | E::GenericAlert { .. }
             | E::CommandsNeeded
             | E::Anomaly(_) => {}
         }
@@ -286,6 +295,11 @@ impl Ledger {
                 self.tree.insert(r.uri.clone(), entry);
             }
         }
+    }
+
+    /// Outcomes that generic alerts of this session report for earlier operations.
+    pub fn async_reports(&self) -> &[(OperationId, CommandOutcome)] {
+        &self.reports
     }
 
     /// What the store must write. With `ended`, operations the session still holds go
@@ -318,6 +332,56 @@ impl Ledger {
             ended,
         }
     }
+}
+
+/// `omnidm:<operation>:<index path>`, e.g. `omnidm:42:1.0`.
+fn wire_correlator(op: OperationId, index: &[u32]) -> String {
+    let path: Vec<String> = index.iter().map(u32::to_string).collect();
+    format!("omnidm:{}:{}", op.0, path.join("."))
+}
+
+/// The outcome a Generic Alert reports for the Exec whose correlator it carries (DM Protocol
+/// 1.2 Generic Alert; FUMO/SCOMO put the result code in the item's Data). Correlators that are
+/// not ours are someone else's business: `None`.
+fn async_report(
+    correlator: &str,
+    items: &[dm::GenericAlertItem],
+    now: Timestamp,
+) -> Option<(OperationId, CommandOutcome)> {
+    let mut parts = correlator.strip_prefix("omnidm:")?.splitn(2, ':');
+    let op = OperationId(parts.next()?.parse().ok()?);
+    let index = parts
+        .next()?
+        .split('.')
+        .map(str::parse)
+        .collect::<Result<Vec<u32>, _>>()
+        .ok()?;
+    let status = items
+        .iter()
+        .find_map(|i| i.data.as_ref()?.as_text()?.trim().parse::<u16>().ok())
+        .unwrap_or(200);
+    let results = items
+        .iter()
+        .filter_map(|i| {
+            let path = NodePath::dm(i.source.as_deref()?).ok()?;
+            let value = i.data.as_ref().map(|d| TypedValue {
+                value_type: value_type(i.format.as_deref()),
+                data: d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned),
+                mime_type: i.type_.clone(),
+            });
+            Some(NodeResult { path, value })
+        })
+        .collect();
+    Some((
+        op,
+        CommandOutcome {
+            index,
+            status,
+            results,
+            answer: None,
+            finished_at: now,
+        },
+    ))
 }
 
 fn index_u32(i: usize) -> u32 {

@@ -426,7 +426,8 @@ impl DmEndpoint {
             return;
         }
         live.closed = true;
-        let outcome = live.ledger.outcome(now_ts(), true);
+        let stamp = now_ts();
+        let outcome = live.ledger.outcome(stamp, true);
         match self.inner.store.apply_session_outcome(&outcome).await {
             Ok(report) if !report.is_empty() => {
                 tracing::info!(device = %live.device_id, ?report, "operations recovered at session end");
@@ -434,6 +435,24 @@ impl DmEndpoint {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(device = %live.device_id, error = %e, "cannot store the session outcome")
+            }
+        }
+        // After the session's own outcome: a report may answer an Exec of this very session.
+        for (op, outcome) in live.ledger.async_reports() {
+            match self
+                .inner
+                .store
+                .amend_outcomes(*op, vec![outcome.clone()], stamp)
+                .await
+            {
+                Ok(_) => tracing::info!(
+                    operation = op.0,
+                    status = outcome.status,
+                    "asynchronous result recorded"
+                ),
+                Err(e) => {
+                    tracing::warn!(operation = op.0, error = %e, "cannot record an asynchronous result")
+                }
             }
         }
         metrics::histogram!("omnidm_dm_session_seconds")
