@@ -298,7 +298,10 @@ fn a_queued_command_set_runs_in_the_next_session_and_its_results_are_stored() {
     assert_eq!(done["state"], "succeeded", "{done}");
     // The Exec was accepted (202) and the device's Generic Alert in the same session reported
     // the update's result (200, FUMO "successful"), which replaced it.
-    assert_eq!(statuses(&done), vec![200, 200, 200, 200, 200, 200, 200, 200]);
+    assert_eq!(
+        statuses(&done),
+        vec![200, 200, 200, 200, 200, 200, 200, 200]
+    );
     let copied = done["outcomes"]
         .as_array()
         .unwrap()
