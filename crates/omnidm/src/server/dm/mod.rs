@@ -32,6 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
+use tracing::Instrument as _;
 
 /// The HMAC header of DM Security 1.2 §5.4.
 const HMAC_HEADER: &str = "x-syncml-hmac";
@@ -73,6 +74,8 @@ struct Live {
     sent_recorded: bool,
     /// The outcome was written; the entry is about to leave the table.
     closed: bool,
+    /// One span per device session: every log line of its messages carries device and session.
+    span: tracing::Span,
 }
 
 /// Wall-clock time for the store (the engine gets `Instant`s).
@@ -177,17 +180,31 @@ impl DmEndpoint {
             content_type,
             hmac,
         };
+        let span = live.span.clone();
+        self.exchange(token, &mut live, incoming, now)
+            .instrument(span)
+            .await
+    }
+
+    /// One message of a live session: feed it, apply what happened, answer.
+    async fn exchange(
+        &self,
+        token: [u8; 16],
+        live: &mut Live,
+        incoming: Incoming<'_>,
+        now: Instant,
+    ) -> Response {
         if let Err(e) = live.session.handle(incoming, now) {
             tracing::warn!(device = %live.device_id, error = %e, "device message refused");
             metrics::counter!("omnidm_dm_bad_messages_total").increment(1);
         }
-        let mut ended = self.drain(&mut live);
+        let mut ended = self.drain(live);
         if live.authenticated && !live.claimed && !ended {
             live.claimed = true;
-            self.claim(&mut live).await;
+            self.claim(live).await;
         }
         let reply = live.session.poll_transmit(now);
-        ended |= self.drain(&mut live);
+        ended |= self.drain(live);
 
         if reply.is_some() && !live.sent_recorded {
             live.sent_recorded = true;
@@ -204,7 +221,7 @@ impl DmEndpoint {
             }
         }
         if ended || live.session.is_finished() {
-            self.close(&mut live).await;
+            self.close(live).await;
             self.remove(&token);
         }
         match reply {
@@ -278,7 +295,9 @@ impl DmEndpoint {
         let ledger = Ledger::new(id.clone(), session_id.clone(), Vec::new());
         metrics::counter!("omnidm_dm_sessions_total").increment(1);
         tracing::info!(device = %id, session = %session_id.0, "session started");
+        let span = tracing::info_span!("dm_session", device = %id, session = %session_id.0);
         let live = Arc::new(Mutex::new(Live {
+            span,
             session,
             ledger,
             device_id: id,
@@ -409,6 +428,14 @@ impl DmEndpoint {
                         unanswered = unanswered.len(),
                         "session ended"
                     );
+                }
+                SessionEvent::CommandStatus { status, .. } => {
+                    let class = match status.0 {
+                        200..=299 => "success",
+                        400..=499 => "client_error",
+                        _ => "other",
+                    };
+                    metrics::counter!("omnidm_dm_commands_total", "result" => class).increment(1);
                 }
                 SessionEvent::GenericAlert { correlator, .. } => {
                     tracing::info!(device = %live.device_id, ?correlator, "generic alert");
