@@ -234,6 +234,29 @@ fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, 
     (status, head, raw[split + 4..].to_vec())
 }
 
+/// The account of the client whose messages were captured (`pkg1-client.*`): Basic
+/// funambol/funambol, server funambol/srvpwd.
+fn add_captured_device(data: &DataDir) {
+    ok(omnidm(
+        data,
+        &[
+            "devices",
+            "add",
+            "DMCtest",
+            "--auth",
+            "basic",
+            "--client-name",
+            "funambol",
+            "--client-secret",
+            "funambol",
+            "--server-id",
+            "funambol",
+            "--server-secret",
+            "srvpwd",
+        ],
+    ));
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -417,25 +440,7 @@ fn a_small_max_msg_size_forces_multi_message_packages_and_a_large_object() {
 #[test]
 fn a_crash_in_the_middle_of_a_session_loses_nothing() {
     let data = DataDir::new("crash");
-    // The captured client's account: Basic funambol/funambol, server funambol/srvpwd.
-    ok(omnidm(
-        &data,
-        &[
-            "devices",
-            "add",
-            "DMCtest",
-            "--auth",
-            "basic",
-            "--client-name",
-            "funambol",
-            "--client-secret",
-            "funambol",
-            "--server-id",
-            "funambol",
-            "--server-secret",
-            "srvpwd",
-        ],
-    ));
+    add_captured_device(&data);
     let op = submit(
         &data,
         "DMCtest",
@@ -544,24 +549,7 @@ fn garbage_gets_a_clear_error_and_the_server_keeps_serving() {
 #[test]
 fn wbxml_devices_are_answered_in_wbxml_with_their_own_content_type() {
     let data = DataDir::new("wbxml");
-    ok(omnidm(
-        &data,
-        &[
-            "devices",
-            "add",
-            "DMCtest",
-            "--auth",
-            "basic",
-            "--client-name",
-            "funambol",
-            "--client-secret",
-            "funambol",
-            "--server-id",
-            "funambol",
-            "--server-secret",
-            "srvpwd",
-        ],
-    ));
+    add_captured_device(&data);
     submit(&data, "DMCtest", &["get:./DevInfo/Mod"]);
     let server = Server::start(&data);
     let (status, head, body) = post(
