@@ -186,6 +186,32 @@ impl Data {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The largest length ≤ `len` of a chunk starting at byte `offset` that does not cut a
+    /// character of text data in two (opaque data is cut anywhere).
+    pub fn chunk_len(&self, offset: usize, len: usize) -> usize {
+        let end = offset.saturating_add(len).min(self.len());
+        match self {
+            Data::Opaque(_) => end.saturating_sub(offset),
+            Data::Text(s) => {
+                let mut end = end;
+                while end > offset && !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                end.saturating_sub(offset)
+            }
+        }
+    }
+
+    /// Bytes `offset..offset + len` as a chunk of a large object (DM Protocol 1.2, large
+    /// object handling), `len` first rounded with [`Data::chunk_len`].
+    pub fn chunk(&self, offset: usize, len: usize) -> Data {
+        let end = offset + self.chunk_len(offset, len);
+        match self {
+            Data::Text(s) => Data::Text(s.get(offset..end).unwrap_or_default().to_owned()),
+            Data::Opaque(b) => Data::Opaque(b.get(offset..end).unwrap_or_default().to_vec()),
+        }
+    }
 }
 
 impl From<&str> for Data {
@@ -412,4 +438,22 @@ pub struct Status {
     pub code: StatusCode,
     /// Items: e.g. the user's answer to a text-input or choice alert.
     pub items: Vec<Item>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Data;
+
+    #[test]
+    fn chunks_never_cut_a_character() {
+        let d = Data::Text("aé€b".into()); // 1 + 2 + 3 + 1 bytes
+        assert_eq!(d.chunk_len(0, 2), 1, "é would be cut");
+        assert_eq!(d.chunk(0, 3), Data::Text("aé".into()));
+        assert_eq!(d.chunk(3, 3), Data::Text("€".into()));
+        assert_eq!(d.chunk(6, 100), Data::Text("b".into()));
+        assert_eq!(d.chunk_len(7, 10), 0, "past the end");
+        let o = Data::Opaque(vec![1, 2, 3, 4]);
+        assert_eq!(o.chunk(1, 2), Data::Opaque(vec![2, 3]));
+        assert_eq!(o.chunk_len(3, 9), 1);
+    }
 }

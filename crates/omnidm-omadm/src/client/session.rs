@@ -919,11 +919,7 @@ impl ClientSession {
         let rest = bytes.len().saturating_sub(lo.offset);
         let first = lo.offset == 0;
         let make = |lo: &OutLo, n: usize, more: bool| -> Command {
-            let end = lo.offset + n;
-            let data = match &lo.data {
-                Data::Text(s) => Data::Text(s.get(lo.offset..end).unwrap_or_default().to_owned()),
-                Data::Opaque(b) => Data::Opaque(b.get(lo.offset..end).unwrap_or_default().to_vec()),
-            };
+            let data = lo.data.chunk(lo.offset, n);
             let mut meta = lo.meta.clone().unwrap_or_default();
             // Size only with the first chunk (DM Protocol §2.2).
             meta.size = (first && more).then_some(lo.data.len() as u64);
@@ -945,14 +941,7 @@ impl ClientSession {
         if budget.try_add(&whole, true) {
             return Some((whole, true));
         }
-        let boundary = |lo: &OutLo, mut n: usize| {
-            if let Data::Text(s) = &lo.data {
-                while n > 0 && !s.is_char_boundary(lo.offset + n) {
-                    n -= 1;
-                }
-            }
-            n
-        };
+        let boundary = |lo: &OutLo, n: usize| lo.data.chunk_len(lo.offset, n);
         // Largest n that fits, by bisection on the exact encoded size.
         let (mut lo_n, mut hi_n) = (0usize, rest);
         while lo_n < hi_n {

@@ -1293,16 +1293,7 @@ impl ServerSession {
 impl OutChunk {
     /// The largest chunk length ≤ `n` that ends on a character boundary (text data).
     fn boundary(&self, n: usize) -> usize {
-        match &self.data {
-            Data::Opaque(_) => n,
-            Data::Text(s) => {
-                let mut end = (self.offset + n).min(s.len());
-                while end > self.offset && !s.is_char_boundary(end) {
-                    end -= 1;
-                }
-                end - self.offset
-            }
-        }
+        self.data.chunk_len(self.offset, n)
     }
 }
 
@@ -1330,11 +1321,7 @@ fn start_chunk(tag: CommandTag, cmd: &DmCommand) -> Option<OutChunk> {
 /// The Add/Replace carrying `n` bytes of `ch` from its offset. `Meta/Size` only on the first
 /// chunk; Format/Type repeated on each (DM Protocol 1.2 §7).
 fn chunk_command(ch: &OutChunk, cmd_id: u32, n: usize, more: bool) -> Command {
-    let end = (ch.offset + n).min(ch.data.len());
-    let data = match &ch.data {
-        Data::Text(s) => Data::Text(s.get(ch.offset..end).unwrap_or_default().to_string()),
-        Data::Opaque(b) => Data::Opaque(b.get(ch.offset..end).unwrap_or_default().to_vec()),
-    };
+    let data = ch.data.chunk(ch.offset, n);
     let meta = Meta {
         format: ch.format.clone(),
         type_: ch.mime_type.clone(),
