@@ -104,13 +104,20 @@ fn funambol_capture() {
         auth_type: AuthType::Md5
     }));
     let fresh = Nonce::from_random([7; 16]);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::NoncesChanged { .. })),
+        "our new nonce counts only once it is sent"
+    );
+
+    // Package 3 resembles the recorded one; sending it hands the server our new nonce.
+    let p3 = s.poll_transmit(&mut tree, now).expect("package 3");
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
     assert!(events.contains(&ClientEvent::NoncesChanged {
         client_nonce: None,
         server_nonce: Some(fresh.clone())
     }));
-
-    // Package 3 resembles the recorded one.
-    let p3 = s.poll_transmit(&mut tree, now).expect("package 3");
     let ours = msg(&p3.body);
     let recorded = msg(&fixture("pkg3-client.xml"));
     assert_eq!(ours.header.msg_id, 2);

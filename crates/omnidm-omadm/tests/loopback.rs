@@ -410,3 +410,54 @@ fn wrong_client_secret_is_refused_and_nothing_runs() {
     });
     assert_eq!(unsent, Some(vec![1]), "the command comes back to the queue");
 }
+
+/// A session with nothing to do ends after one exchange: the device's statuses for the
+/// server's last message are never sent, so the nonce it meant to issue there must not count.
+/// Regression: the device rotated it anyway and every later session failed server auth.
+#[test]
+fn sessions_with_nothing_queued_keep_both_sides_nonces_in_step() {
+    let p = profile("DIGEST");
+    let mut tree = MemoryTree::standard_device(&p);
+    let config = ServerConfig::new("omnidm", SERVER_URI);
+    let mut server_nonces = (Nonce::default(), Nonce::default());
+    let (mut client_nonce, mut server_nonce) = (Nonce::default(), Nonce::default());
+    let t0 = Instant::now();
+    for round in 0..4u8 {
+        let now = t0 + Duration::from_secs(u64::from(round) * 60);
+        let ctx = device_context(&p, AuthType::Md5, server_nonces.clone());
+        let mut server = ServerSession::new(&config, ctx, random(10 + round), now);
+        let params = SessionParams {
+            session_id: format!("{}", round + 1),
+            client_nonce: client_nonce.clone(),
+            server_nonce: server_nonce.clone(),
+            ..SessionParams::first([20 + round; 16])
+        };
+        let mut client = ClientSession::new(ClientConfig::from_profile(&p), params, now);
+        let tr = pump(&mut server, &mut client, &mut tree, now);
+        assert_eq!(
+            ended(&tr),
+            &EndReason::Completed,
+            "round {round}: {:?}",
+            tr.client
+        );
+        for e in &tr.server {
+            if let SessionEvent::NoncesChanged {
+                client_nonce,
+                server_nonce,
+            } = e
+            {
+                server_nonces = (client_nonce.clone(), server_nonce.clone());
+            }
+        }
+        for e in &tr.client {
+            if let ClientEvent::NoncesChanged {
+                client_nonce: c,
+                server_nonce: s,
+            } = e
+            {
+                client_nonce = c.clone().unwrap_or(client_nonce);
+                server_nonce = s.clone().unwrap_or(server_nonce);
+            }
+        }
+    }
+}

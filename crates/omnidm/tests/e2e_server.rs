@@ -695,3 +695,21 @@ fn an_exec_is_completed_by_a_generic_alert_in_a_later_session() {
     );
     server.stop();
 }
+
+#[test]
+fn devices_keep_authenticating_session_after_session() {
+    let data = DataDir::new("repeat");
+    let server = Server::start(&data);
+    provision(&data, &server.dm_url(), 3, &[]);
+    let (ok_run, summary) = sim_json(&[
+        "--server",
+        &server.dm_url(),
+        "--devices",
+        "3",
+        "--sessions-per-device",
+        "4",
+    ]);
+    assert!(ok_run, "{summary}");
+    assert_eq!(summary["succeeded"], 12, "{summary}");
+    server.stop();
+}

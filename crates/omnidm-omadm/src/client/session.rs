@@ -434,6 +434,11 @@ pub struct ClientSession {
     auth_attempts: u32,
     server_nonce: Nonce,
     fresh_nonce: Nonce,
+    /// A nonce issued to the server in a `Chal` not yet transmitted. It becomes the server
+    /// nonce only when the message carrying it goes out: a session the server ends with a
+    /// statuses-only message never delivers our statuses, and rotating then would leave the
+    /// two sides with different nonces for the next session.
+    pending_server_nonce: Option<Nonce>,
     server_authenticated: bool,
     server_auth_failures: u32,
     server_max_msg: Option<usize>,
@@ -573,6 +578,7 @@ impl ClientSession {
             auth_attempts: 0,
             server_nonce: params.server_nonce,
             fresh_nonce: Nonce::from_random(params.fresh_nonce),
+            pending_server_nonce: None,
             server_authenticated: false,
             server_auth_failures: 0,
             server_max_msg: None,
@@ -671,6 +677,16 @@ impl ClientSession {
     }
 
     fn emit(&mut self, message: Message) -> Outgoing {
+        let carries_nonce = message.body.commands.iter().any(|c| {
+            matches!(c, Command::Status(st) if st.chal.as_ref().is_some_and(|ch| ch.meta.next_nonce.is_some()))
+        });
+        if carries_nonce && let Some(n) = self.pending_server_nonce.take() {
+            self.server_nonce = n.clone();
+            self.events.push_back(ClientEvent::NoncesChanged {
+                client_nonce: None,
+                server_nonce: Some(n),
+            });
+        }
         for c in &message.body.commands {
             if let Command::Alert(a) = c
                 && a.code == AlertCode::GENERIC_ALERT
@@ -1238,11 +1254,7 @@ impl ClientSession {
         let n = self.fresh_nonce.clone();
         let with_nonce = t != AuthType::Basic;
         if with_nonce && self.server_nonce != n {
-            self.server_nonce = n.clone();
-            self.events.push_back(ClientEvent::NoncesChanged {
-                client_nonce: None,
-                server_nonce: Some(n.clone()),
-            });
+            self.pending_server_nonce = Some(n.clone());
         }
         Chal {
             meta: Meta {

@@ -132,7 +132,14 @@ impl Config {
             .clone()
             .or_else(|| env("OMNIDM_DATABASE"))
             .or(file.database)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("omnidm.db").display()));
+            // The file the store opens for `sqlite://DIR`, so that `--data-dir D` and
+            // `--database sqlite://D` name the same database.
+            .unwrap_or_else(|| {
+                format!(
+                    "sqlite://{}",
+                    data_dir.join(omnidm_store::DB_FILE).display()
+                )
+            });
         if !(database.starts_with("sqlite:")
             || database.starts_with("postgres:")
             || database.starts_with("postgresql:"))
@@ -207,7 +214,7 @@ mod tests {
         assert_eq!(c.dm.listen.to_string(), DEFAULT_DM_LISTEN);
         assert_eq!(c.api_listen.to_string(), DEFAULT_API_LISTEN);
         assert!(c.dm.listen.ip().is_loopback() && c.api_listen.ip().is_loopback());
-        assert_eq!(c.database, "sqlite://omnidm-data/omnidm.db");
+        assert_eq!(c.database, "sqlite://omnidm-data/omnidm.sqlite3");
         assert_eq!(c.dm.public_url, None, "derived from the bound address");
     }
 
@@ -235,7 +242,7 @@ mod tests {
             "flag beats file"
         );
         assert_eq!(c.dm.server_id, "dm.example");
-        assert_eq!(c.database, "sqlite:///var/lib/omnidm/omnidm.db");
+        assert_eq!(c.database, "sqlite:///var/lib/omnidm/omnidm.sqlite3");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
