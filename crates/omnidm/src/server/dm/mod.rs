@@ -20,7 +20,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use omnidm_core::{ClientAuth, DmAccount, NewDevice, OpFilter, OpState, OperationId, Protocol};
-use omnidm_core::{Device, DeviceId, SessionId, Store, Timestamp};
+use omnidm_core::{
+    Device, DeviceId, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp,
+};
 use omnidm_omadm::server::{
     DeviceContext, Incoming, Peek, Quirks, Randomness, ServerConfig, ServerSession, SessionEvent,
     peek, token_from_uri,
@@ -31,7 +33,7 @@ use omnidm_syncml::auth::{AuthType, DigestKey, Nonce};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
 
 /// The HMAC header of DM Security 1.2 §5.4.
@@ -45,6 +47,11 @@ pub struct DmEndpoint {
 
 struct Inner {
     store: AnyStore,
+    /// Session outcomes go through group committers (one transaction for all the outcomes
+    /// that arrive while the previous batch commits): one for SQLite (a single writer anyway),
+    /// several for PostgreSQL so that its connections keep working in parallel; a device
+    /// always goes to the same committer, so its outcomes stay in order.
+    committers: Vec<mpsc::Sender<Pending>>,
     config: ServerConfig,
     /// Prefix of every session id this process creates, so a restarting node recovers its own
     /// sessions only (several nodes may share one PostgreSQL database).
@@ -57,6 +64,50 @@ struct Inner {
     notified: std::sync::Mutex<HashSet<OperationId>>,
     /// Lab mode: unknown devices are registered on first contact with this shared secret.
     open_enrolment: Option<String>,
+}
+
+/// An outcome waiting for the group committer, and who to tell when it is durable.
+type Pending = (
+    SessionOutcome,
+    oneshot::Sender<Result<RecoveryReport, StoreError>>,
+);
+
+/// Most outcomes written in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Group committers on PostgreSQL (its pool has 16 connections; claims, reads and
+/// `mark_sent` need the others).
+const POSTGRES_COMMITTERS: usize = 8;
+
+/// Group commit: takes every outcome waiting (up to [`MAX_BATCH`]) and writes them in ONE
+/// store transaction; while it commits, the next batch accumulates. No timer: a lone session
+/// is written at once, so latency at low load is unchanged. If a batch fails, its outcomes are
+/// retried one by one so that one bad outcome fails only its own session.
+async fn group_commit(store: AnyStore, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (outcomes, waiters): (Vec<SessionOutcome>, Vec<_>) = batch.drain(..).unzip();
+        metrics::histogram!("omnidm_store_commit_batch").record(outcomes.len() as f64);
+        match store.apply_session_outcomes(&outcomes).await {
+            Ok(report) => {
+                // One report for the whole batch: the first waiter logs it.
+                let mut report = Some(report);
+                for tx in waiters {
+                    let _ = tx.send(Ok(report.take().unwrap_or_default()));
+                }
+            }
+            Err(e) if outcomes.len() == 1 => {
+                if let Some(tx) = waiters.into_iter().next() {
+                    let _ = tx.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for (o, tx) in outcomes.iter().zip(waiters) {
+                    let _ = tx.send(store.apply_session_outcome(o).await);
+                }
+            }
+        }
+    }
 }
 
 /// A session in progress.
@@ -101,11 +152,24 @@ fn random16() -> [u8; 16] {
 }
 
 impl DmEndpoint {
-    /// An endpoint over `store`; `node` prefixes session ids (see [`Inner::node`]).
+    /// An endpoint over `store`; `node` prefixes session ids (see [`Inner::node`]). Must be
+    /// called inside a Tokio runtime (it spawns the group committers).
     pub fn new(store: AnyStore, config: ServerConfig, node: impl Into<String>) -> Self {
+        let lanes = match &store {
+            AnyStore::Sqlite(_) => 1,
+            AnyStore::Postgres(_) => POSTGRES_COMMITTERS,
+        };
+        let committers = (0..lanes)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+                tokio::spawn(group_commit(store.clone(), rx));
+                tx
+            })
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 store,
+                committers,
                 config,
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
@@ -455,7 +519,7 @@ impl DmEndpoint {
         live.closed = true;
         let stamp = now_ts();
         let outcome = live.ledger.outcome(stamp, true);
-        match self.inner.store.apply_session_outcome(&outcome).await {
+        match self.commit(&live.device_id, outcome).await {
             Ok(report) if !report.is_empty() => {
                 tracing::info!(device = %live.device_id, ?report, "operations recovered at session end");
             }
@@ -484,6 +548,34 @@ impl DmEndpoint {
         }
         metrics::histogram!("omnidm_dm_session_seconds")
             .record(live.started.elapsed().as_secs_f64());
+    }
+
+    /// Writes a session outcome through the device's group committer and waits until it is
+    /// durable.
+    async fn commit(
+        &self,
+        device: &DeviceId,
+        outcome: SessionOutcome,
+    ) -> Result<RecoveryReport, StoreError> {
+        let lanes = self.inner.committers.len().max(1);
+        let lane = {
+            use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
+            let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(device.as_str());
+            usize::try_from(h % lanes as u64).unwrap_or(0)
+        };
+        let (tx, rx) = oneshot::channel();
+        let Some(committer) = self.inner.committers.get(lane) else {
+            return self.inner.store.apply_session_outcome(&outcome).await;
+        };
+        match committer.send((outcome, tx)).await {
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Backend("the group committer stopped".into()))),
+            // The committer is gone (shutdown): write directly.
+            Err(mpsc::error::SendError((outcome, _))) => {
+                self.inner.store.apply_session_outcome(&outcome).await
+            }
+        }
     }
 
     /// Ends sessions whose device went quiet, and expires operations past their deadline.
