@@ -12,7 +12,8 @@
 //!   (`IMEI:35900000{:07}`), secrets derived predictably from a seed ([`derive_secret`]) so a
 //!   provisioning step can create the same accounts ([`Fleet::accounts`]); sessions run as
 //!   Tokio tasks bounded by a semaphore, for a number of sessions per device or a duration,
-//!   back to back or every interval ± jitter; latency goes into an HDR histogram.
+//!   back to back or every interval ± jitter; every session latency is kept and percentiles are
+//!   exact (nearest rank).
 //! - Package 0: [`Fleet::serve_push`] is the receiving end of a push gateway.
 //!   **`POST /push/{device_id}`** (device id percent-encoded where needed; `:` need not be),
 //!   or `POST /push` with an **`X-Device-Id`** header; body = the binary package 0. It is
