@@ -20,12 +20,12 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "omnidm",
     version,
-    about = "OMA DM 1.2 device management server (work in progress)",
-    long_about = "OMA DM 1.2 device management server (work in progress).\n\n\
-        This release ships the SyncML debugging tools only (`omnidm syncml …`): decode, \
-        re-encode and inspect captured DM messages (XML or WBXML), check their credentials, \
-        and build or read package 0 notifications. The server subcommands come in later \
-        releases.",
+    about = "OMA DM 1.2 device management server",
+    long_about = "OMA DM 1.2 device management server.\n\n\
+        `omnidm serve` runs the server (device endpoint, health and metrics) on the embedded \
+        SQLite store or PostgreSQL; `omnidm devices` and `omnidm ops` provision devices and \
+        queue operations; `omnidm sim` simulates devices and generates load; `omnidm syncml` \
+        decodes, re-encodes and inspects captured DM messages and package 0 notifications.",
     after_help = "Exit codes: 0 success, 1 bad input or I/O error, 2 usage error, \
         3 a requested credential or digest check did not verify."
 )]
