@@ -103,8 +103,9 @@ pub struct AddArgs {
     /// A label (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
-    /// Quirk profile: `constrained` for clients that can do neither multi-message packages
-    /// nor large objects.
+    /// Quirk profile: `standard`, or `constrained` for clients that can do neither
+    /// multi-message packages nor large objects (GUIDE §3). Without it, `[[dm.quirks]]` rules
+    /// of the server configuration decide.
     #[arg(long)]
     quirks: Option<String>,
     #[command(flatten)]
@@ -169,6 +170,14 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                 &a.server_secret,
             )?;
             device.tags = a.tags;
+            if let Some(q) = &a.quirks
+                && crate::server::dm::quirks::profile(q).is_none()
+            {
+                bail!(
+                    "--quirks {q:?}: known profiles are {}",
+                    crate::server::dm::quirks::PROFILES.join(", ")
+                );
+            }
             device.quirk_profile = a.quirks;
             a.store.with_store(|store| async move {
                 let device = device.into_device(crate::server::dm::now_ts());

@@ -47,6 +47,8 @@ pub struct DmConfig {
     /// both their client and server secret (MD5). `None` (the default): unknown devices are
     /// refused.
     pub open_enrolment_secret: Option<String>,
+    /// `[[dm.quirks]]`: quirk profiles by manufacturer/model/DM version.
+    pub quirk_rules: Vec<crate::server::dm::quirks::QuirkRule>,
 }
 
 /// The optional TOML file. Every field is optional: absent means "keep the default".
@@ -76,6 +78,7 @@ struct FileDm {
     max_body_bytes: Option<usize>,
     session_timeout_secs: Option<u64>,
     open_enrolment_secret: Option<String>,
+    quirks: Option<Vec<crate::server::dm::quirks::QuirkRule>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +165,8 @@ impl Config {
                 .map_or_else(|| parse_addr("default", DEFAULT_API_LISTEN.into()), Ok)?,
         };
         let public_url = env("OMNIDM_DM_PUBLIC_URL").or(dm_file.public_url);
+        let quirk_rules = dm_file.quirks.unwrap_or_default();
+        crate::server::dm::quirks::validate(&quirk_rules).map_err(anyhow::Error::msg)?;
         Ok(Config {
             data_dir,
             database,
@@ -175,6 +180,7 @@ impl Config {
                 session_timeout: Duration::from_secs(dm_file.session_timeout_secs.unwrap_or(300)),
                 open_enrolment_secret: env("OMNIDM_DM_OPEN_ENROLMENT_SECRET")
                     .or(dm_file.open_enrolment_secret),
+                quirk_rules,
             },
             api_listen,
             log: env("OMNIDM_LOG")
@@ -243,6 +249,42 @@ mod tests {
         );
         assert_eq!(c.dm.server_id, "dm.example");
         assert_eq!(c.database, "sqlite:///var/lib/omnidm/omnidm.sqlite3");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn quirk_rules_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("omnidm-quirks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("omnidm.toml");
+        std::fs::write(
+            &file,
+            "[[dm.quirks]]\nmanufacturer = \"Acme\"\nmodel = \"X1*\"\nprofile = \"constrained\"\n",
+        )
+        .unwrap();
+        let c = load(
+            Overrides {
+                config_file: Some(file.clone()),
+                ..Overrides::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.dm.quirk_rules.len(), 1);
+        std::fs::write(
+            &file,
+            "[[dm.quirks]]\nmodel = \"X1\"\nprofile = \"fragile\"\n",
+        )
+        .unwrap();
+        let err = load(
+            Overrides {
+                config_file: Some(file),
+                ..Overrides::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fragile"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -50,7 +50,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     engine.session_timeout = config.dm.session_timeout;
     let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id())
         .with_push(config.push_gateway.clone().map(push::PushGateway::new))
-        .with_open_enrolment(config.dm.open_enrolment_secret.clone());
+        .with_open_enrolment(config.dm.open_enrolment_secret.clone())
+        .with_quirk_rules(config.dm.quirk_rules.clone());
     if config.dm.open_enrolment_secret.is_some() {
         tracing::warn!(
             "open enrolment is on: unknown devices are registered on first contact (lab use only)"

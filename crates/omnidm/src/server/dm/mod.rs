@@ -12,6 +12,7 @@
 //! is answered with HTTP 400 (or a SyncML status when the engine can still answer) and logged.
 
 mod adapter;
+pub mod quirks;
 
 use crate::server::push::PushGateway;
 use adapter::Ledger;
@@ -24,8 +25,8 @@ use omnidm_core::{
     Device, DeviceId, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp,
 };
 use omnidm_omadm::server::{
-    DeviceContext, Incoming, Peek, Quirks, Randomness, ServerConfig, ServerSession, SessionEvent,
-    peek, token_from_uri,
+    DeviceContext, Incoming, Peek, Randomness, ServerConfig, ServerSession, SessionEvent, peek,
+    token_from_uri,
 };
 use omnidm_store::AnyStore;
 use omnidm_syncml::Limits;
@@ -64,6 +65,8 @@ struct Inner {
     notified: std::sync::Mutex<HashSet<OperationId>>,
     /// Lab mode: unknown devices are registered on first contact with this shared secret.
     open_enrolment: Option<String>,
+    /// Quirk profiles by what devices report about themselves.
+    quirk_rules: Vec<quirks::QuirkRule>,
 }
 
 /// An outcome waiting for the group committer, and who to tell when it is durable.
@@ -176,6 +179,7 @@ impl DmEndpoint {
                 push: None,
                 notified: std::sync::Mutex::new(HashSet::new()),
                 open_enrolment: None,
+                quirk_rules: Vec::new(),
             }),
         }
     }
@@ -184,6 +188,14 @@ impl DmEndpoint {
     pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.push = push;
+        }
+        self
+    }
+
+    /// Chooses quirk profiles for devices without a provisioned one by these rules.
+    pub fn with_quirk_rules(mut self, rules: Vec<quirks::QuirkRule>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.quirk_rules = rules;
         }
         self
     }
@@ -345,7 +357,7 @@ impl DmEndpoint {
                 ));
             }
         };
-        let context = device_context(&device).ok_or_else(|| {
+        let context = device_context(&device, &self.inner.quirk_rules).ok_or_else(|| {
             tracing::warn!(device = %id, "device has no usable DM account");
             problem(StatusCode::FORBIDDEN, "device has no DM account")
         })?;
@@ -639,7 +651,7 @@ impl DmEndpoint {
 }
 
 /// The engine's view of a device's DM account.
-fn device_context(device: &Device) -> Option<DeviceContext> {
+fn device_context(device: &Device, rules: &[quirks::QuirkRule]) -> Option<DeviceContext> {
     let dm = device.dm.as_ref()?;
     let client_auth = match dm.client_auth {
         omnidm_core::ClientAuth::Basic => AuthType::Basic,
@@ -658,16 +670,8 @@ fn device_context(device: &Device) -> Option<DeviceContext> {
         server_key: DigestKey::from_b64(dm.server_id.clone(), &dm.server_key).ok()?,
         client_nonce: Nonce::from_bytes(dm.client_nonce.clone()),
         server_nonce: Nonce::from_bytes(dm.server_nonce.clone()),
-        quirks: quirks(device.quirk_profile.as_deref()),
+        quirks: quirks::for_device(device, rules),
     })
-}
-
-/// Named quirk profiles (GUIDE §3).
-fn quirks(profile: Option<&str>) -> Quirks {
-    match profile {
-        Some("constrained") => Quirks::constrained_client(),
-        _ => Quirks::default(),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
