@@ -89,14 +89,7 @@ impl Harness {
         self.server_msg += 1;
         let cred = if self.send_cred {
             self.send_cred = false;
-            make_cred(AuthType::Md5, &self.server_creds, &self.server_nonce).map(|w| Cred {
-                meta: Some(Meta {
-                    format: Some(w.format.into()),
-                    type_: Some(w.type_.into()),
-                    ..Meta::default()
-                }),
-                data: Data::Text(w.data),
-            })
+            make_cred(AuthType::Md5, &self.server_creds, &self.server_nonce).map(Cred::from)
         } else {
             None
         };

@@ -298,6 +298,16 @@ pub struct WireCred {
     pub data: String,
 }
 
+impl From<WireCred> for crate::Cred {
+    /// The `<Cred>` element carrying these values.
+    fn from(w: WireCred) -> crate::Cred {
+        crate::Cred {
+            meta: Some(crate::Meta::with_format(w.format).and_type(w.type_)),
+            data: crate::Data::Text(w.data),
+        }
+    }
+}
+
 impl fmt::Debug for WireCred {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A Basic credential's data *is* the password, merely base64-encoded.

@@ -725,14 +725,7 @@ impl ClientSession {
                 &self.config.client_credentials,
                 &self.client_nonce,
             )
-            .map(|w| Cred {
-                meta: Some(Meta {
-                    format: Some(w.format.into()),
-                    type_: Some(w.type_.into()),
-                    ..Meta::default()
-                }),
-                data: Data::Text(w.data),
-            })
+            .map(Cred::from)
         };
         Header {
             session_id: self.session_id.clone(),

@@ -913,14 +913,7 @@ impl ServerSession {
                 &self.device.server_key,
                 &self.device.server_nonce,
             )
-            .map(|w| Cred {
-                meta: Some(Meta {
-                    format: Some(w.format.into()),
-                    type_: Some(w.type_.into()),
-                    ..Meta::default()
-                }),
-                data: Data::Text(w.data),
-            })
+            .map(Cred::from)
         } else {
             None
         };

@@ -116,18 +116,12 @@ pub fn basic_cred(user: &str, pw: &str) -> Cred {
         &Nonce::default(),
     )
     .unwrap();
-    Cred {
-        meta: Some(Meta::with_format("b64").and_type(w.type_)),
-        data: Data::Text(w.data),
-    }
+    Cred::from(w)
 }
 
 pub fn md5_cred(user: &str, pw: &str, nonce: &Nonce) -> Cred {
     let w = auth::make_cred(AuthType::Md5, &Credentials::new(user, pw), nonce).unwrap();
-    Cred {
-        meta: Some(Meta::with_format("b64").and_type(w.type_)),
-        data: Data::Text(w.data),
-    }
+    Cred::from(w)
 }
 
 pub fn devinfo() -> Command {
