@@ -112,6 +112,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         id: &DeviceId,
     ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
 
+    /// The device and whether it has queued operations, in one read: what a device session
+    /// needs at its start (most sessions have nothing queued and then never claim).
+    fn get_device_for_session(
+        &self,
+        id: &DeviceId,
+    ) -> impl Future<Output = Result<Option<(Device, bool)>, StoreError>> + Send;
+
     /// Devices matching `filter`, in id order, `limit` at most (0 = default 100), after the
     /// cursor `after`.
     fn list_devices(

@@ -552,6 +552,25 @@ impl Store for ThisStore {
         select_device(&mut conn, id, false).await
     }
 
+    async fn get_device_for_session(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<(Device, bool)>, StoreError> {
+        let sql = format!(
+            "SELECT {DEVICE_COLS}, EXISTS(SELECT 1 FROM operations o WHERE o.device_id = $1 \
+             AND o.state = 'queued') AS has_queued FROM devices WHERE id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(self.reader())
+            .await
+            .map_err(db)?;
+        match row {
+            Some(r) => Ok(Some((device_from_row(&r)?, get::<bool>(&r, "has_queued")?))),
+            None => Ok(None),
+        }
+    }
+
     async fn list_devices(
         &self,
         filter: &DeviceFilter,

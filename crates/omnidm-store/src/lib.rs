@@ -93,6 +93,12 @@ impl Store for AnyStore {
     async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
         dispatch!(self.get_device(id))
     }
+    async fn get_device_for_session(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<(Device, bool)>, StoreError> {
+        dispatch!(self.get_device_for_session(id))
+    }
     async fn list_devices(
         &self,
         filter: &DeviceFilter,

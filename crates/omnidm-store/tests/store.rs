@@ -143,6 +143,7 @@ suite!(
     session_outcome_applies_everything,
     session_outcome_is_atomic,
     async_reports_amend_finished_operations,
+    device_for_session_tells_whether_work_is_queued,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1200,5 +1201,57 @@ async fn async_reports_amend_finished_operations(b: &Backend) {
             .await,
         Err(StoreError::NotFound(_))
     ));
+    s.close().await;
+}
+
+/// One read at session start: the device and whether anything is queued for it.
+async fn device_for_session_tells_whether_work_is_queued(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    add_device(&s, "dev-b").await;
+    assert!(
+        s.get_device_for_session(&did("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (d, queued) = s
+        .get_device_for_session(&did("dev-a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.id.as_str(), queued), ("dev-a", false));
+    submit(
+        &s,
+        "dev-a",
+        vec![OpCommand::Get {
+            path: path("./DevInfo/Mod"),
+        }],
+    )
+    .await;
+    assert!(
+        s.get_device_for_session(&did("dev-a"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+    );
+    assert!(
+        !s.get_device_for_session(&did("dev-b"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        "per device"
+    );
+    s.claim(&did("dev-a"), &sess("s1"), t(1)).await.unwrap();
+    assert!(
+        !s.get_device_for_session(&did("dev-a"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        "claimed is not queued"
+    );
     s.close().await;
 }

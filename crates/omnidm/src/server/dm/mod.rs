@@ -122,7 +122,8 @@ struct Live {
     started: Instant,
     /// The device proved who it is; only then are its operations claimed.
     authenticated: bool,
-    /// Its queued operations were claimed (once per session).
+    /// Its queued operations were claimed (once per session; not at all when the session
+    /// started with nothing queued, which saves the claim for most sessions).
     claimed: bool,
     /// `mark_sent` was written for the commands handed to the engine.
     sent_recorded: bool,
@@ -340,9 +341,9 @@ impl DmEndpoint {
                 &format!("device id {device_id:?}: {e}"),
             )
         })?;
-        let device = match self.inner.store.get_device(&id).await {
-            Ok(Some(d)) => d,
-            Ok(None) if self.inner.open_enrolment.is_some() => self.enrol(&id).await?,
+        let (device, has_queued) = match self.inner.store.get_device_for_session(&id).await {
+            Ok(Some(found)) => found,
+            Ok(None) if self.inner.open_enrolment.is_some() => (self.enrol(&id).await?, false),
             Ok(None) => {
                 tracing::warn!(device = %id, "unknown device; provision it with `omnidm devices add`");
                 metrics::counter!("omnidm_dm_auth_failures_total", "reason" => "unknown_device")
@@ -380,7 +381,7 @@ impl DmEndpoint {
             session_id,
             started: now,
             authenticated: false,
-            claimed: false,
+            claimed: !has_queued,
             sent_recorded: false,
             closed: false,
         }));
