@@ -207,17 +207,7 @@ fn wrong_secret_is_challenged_then_retry_succeeds() {
     s.handle(Incoming::body(&none), t0).unwrap();
     let m = decode_out(&s.poll_transmit(t0).unwrap());
     assert_eq!(statuses(&m)[0].code.0, 407);
-    let nonce = Nonce::from_b64(
-        statuses(&m)[0]
-            .chal
-            .as_ref()
-            .unwrap()
-            .meta
-            .next_nonce
-            .as_deref()
-            .unwrap(),
-    )
-    .unwrap();
+    let nonce = challenge_nonce(&m);
 
     // Retry with the right secret and the new nonce.
     let good = msg(
@@ -287,17 +277,7 @@ fn hmac_client_authentication() {
     s.handle(Incoming::body(&body), t0).unwrap();
     let m = decode_out(&s.poll_transmit(t0).unwrap());
     assert_eq!(statuses(&m)[0].code.0, 407);
-    let nonce = Nonce::from_b64(
-        statuses(&m)[0]
-            .chal
-            .as_ref()
-            .unwrap()
-            .meta
-            .next_nonce
-            .as_deref()
-            .unwrap(),
-    )
-    .unwrap();
+    let nonce = challenge_nonce(&m);
     let body = msg(header(2, None, None), vec![alert(1, 1201), devinfo()], true);
     let mac = HmacHeader::compute(&creds, &nonce, &body).to_header_value();
     s.handle(
@@ -311,17 +291,7 @@ fn hmac_client_authentication() {
     .unwrap();
     let m = decode_out(&s.poll_transmit(t0).unwrap());
     assert_eq!(statuses(&m)[0].code.0, 212);
-    let next = Nonce::from_b64(
-        statuses(&m)[0]
-            .chal
-            .as_ref()
-            .unwrap()
-            .meta
-            .next_nonce
-            .as_deref()
-            .unwrap(),
-    )
-    .unwrap();
+    let next = challenge_nonce(&m);
     // Every message carries a MAC: the next one with the nonce from the 212's Chal.
     let body3 = msg(
         header(3, None, None),

@@ -327,3 +327,9 @@ pub fn command_statuses(events: &[SessionEvent]) -> Vec<(CommandTag, u16, Status
         })
         .collect()
 }
+
+/// The `NextNonce` of the `Chal` in the first status of `m` (the header status).
+pub fn challenge_nonce(m: &Message) -> Nonce {
+    let chal = statuses(m)[0].chal.clone().expect("a challenge");
+    Nonce::from_b64(chal.meta.next_nonce.as_deref().expect("a NextNonce")).unwrap()
+}
