@@ -1078,3 +1078,33 @@ fn chunked_results_are_reassembled_and_unknown_refs_tolerated() {
         }]
     }));
 }
+
+#[test]
+fn a_message_decoded_by_peek_is_handled_exactly_like_raw_bytes() {
+    let t0 = Instant::now();
+    let incoming = Incoming {
+        body: PKG1,
+        content_type: Some("application/vnd.syncml+xml"),
+        hmac: None,
+    };
+    let run = |decoded: Option<omnidm_syncml::Decoded>| {
+        let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+        s.enqueue(
+            7,
+            DmCommand::Get {
+                uri: uri("./DevInfo/Mod"),
+            },
+        )
+        .unwrap();
+        match decoded {
+            Some(d) => s.handle_decoded(incoming, d, t0).unwrap(),
+            None => s.handle(incoming, t0).unwrap(),
+        }
+        let mut events = drain(&mut s);
+        let out = s.poll_transmit(t0).unwrap();
+        events.extend(drain(&mut s));
+        (events, out.body)
+    };
+    let (_, decoded) = peek_decoded(PKG1, incoming.content_type, Limits::default()).unwrap();
+    assert_eq!(run(Some(decoded)), run(None));
+}

@@ -48,7 +48,7 @@ mod session;
 mod types;
 mod wire;
 
-pub use peek::peek;
+pub use peek::{peek, peek_decoded};
 pub use session::ServerSession;
 pub use types::*;
 pub use wire::token_from_uri;

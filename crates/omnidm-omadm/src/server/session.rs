@@ -15,8 +15,8 @@ use omnidm_syncml::auth::{
     verify_cred_element_with_key,
 };
 use omnidm_syncml::{
-    Alert, AlertCode, Chal, Command, Cred, Data, Encoding, Header, Item, ItemCommand, Location,
-    Message, MessageBudget, Meta, Results, Status, StatusCode, decode_with, encode,
+    Alert, AlertCode, Chal, Command, Cred, Data, Decoded, Encoding, Header, Item, ItemCommand,
+    Location, Message, MessageBudget, Meta, Results, Status, StatusCode, decode_with, encode,
 };
 
 use super::types::*;
@@ -257,6 +257,34 @@ impl ServerSession {
                 return Err(SessionError::Decode(e));
             }
         };
+        self.accept(decoded, incoming, now)
+    }
+
+    /// [`handle`](Self::handle) for a message the driver already decoded (with
+    /// [`peek_decoded`](super::peek_decoded), to route the first message of a session):
+    /// the same checks and effects, without decoding the body a second time. `incoming` still
+    /// carries the raw body, which an HMAC is computed over.
+    pub fn handle_decoded(
+        &mut self,
+        incoming: Incoming<'_>,
+        decoded: Decoded,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        if self.ended {
+            return Err(SessionError::Finished);
+        }
+        self.accept(decoded, incoming, now)
+    }
+
+    /// Checks a decoded device message against the session (device, SessionID, MsgID order)
+    /// and processes it.
+    fn accept(
+        &mut self,
+        decoded: Decoded,
+        incoming: Incoming<'_>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        let first = self.last_in_msg_id.is_none();
         let msg = decoded.message;
         if msg.header.source.loc_uri != self.device.device_id {
             return Err(ProtocolError::DeviceMismatch {

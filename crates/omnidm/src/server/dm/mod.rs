@@ -25,12 +25,12 @@ use omnidm_core::{
     Device, DeviceId, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp,
 };
 use omnidm_omadm::server::{
-    DeviceContext, Incoming, Peek, Randomness, ServerConfig, ServerSession, SessionEvent, peek,
-    token_from_uri,
+    DeviceContext, Incoming, Peek, Randomness, ServerConfig, ServerSession, SessionEvent,
+    peek_decoded, token_from_uri,
 };
 use omnidm_store::AnyStore;
-use omnidm_syncml::Limits;
 use omnidm_syncml::auth::{AuthType, DigestKey, Nonce};
+use omnidm_syncml::{Decoded, Limits};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -240,10 +240,12 @@ impl DmEndpoint {
         metrics::counter!("omnidm_dm_messages_total").increment(1);
 
         let token = token_from_uri(&uri.to_string());
-        let (token, live) = match token.and_then(|t| self.live(&t).map(|l| (t, l))) {
-            Some(found) => found,
+        // A new session's first message was decoded to find its device; it is not decoded
+        // again.
+        let (token, live, decoded) = match token.and_then(|t| self.live(&t).map(|l| (t, l))) {
+            Some((t, l)) => (t, l, None),
             None => match self.start(body, content_type, now).await {
-                Ok(started) => started,
+                Ok((t, l, d)) => (t, l, Some(d)),
                 Err(response) => return response,
             },
         };
@@ -258,7 +260,7 @@ impl DmEndpoint {
             hmac,
         };
         let span = live.span.clone();
-        self.exchange(token, &mut live, incoming, now)
+        self.exchange(token, &mut live, incoming, decoded, now)
             .instrument(span)
             .await
     }
@@ -269,9 +271,14 @@ impl DmEndpoint {
         token: [u8; 16],
         live: &mut Live,
         incoming: Incoming<'_>,
+        decoded: Option<Decoded>,
         now: Instant,
     ) -> Response {
-        if let Err(e) = live.session.handle(incoming, now) {
+        let handled = match decoded {
+            Some(d) => live.session.handle_decoded(incoming, d, now),
+            None => live.session.handle(incoming, now),
+        };
+        if let Err(e) = handled {
             tracing::warn!(device = %live.device_id, error = %e, "device message refused");
             metrics::counter!("omnidm_dm_bad_messages_total").increment(1);
         }
@@ -326,15 +333,16 @@ impl DmEndpoint {
         body: &[u8],
         content_type: Option<&str>,
         now: Instant,
-    ) -> Result<([u8; 16], Arc<Mutex<Live>>), Response> {
-        let Peek { device_id, .. } = peek(body, content_type, Limits::default()).map_err(|e| {
-            tracing::warn!(error = %e, "unreadable message from a device");
-            metrics::counter!("omnidm_dm_bad_messages_total").increment(1);
-            problem(
-                StatusCode::BAD_REQUEST,
-                &format!("not a SyncML DM message: {e}"),
-            )
-        })?;
+    ) -> Result<([u8; 16], Arc<Mutex<Live>>, Decoded), Response> {
+        let (Peek { device_id, .. }, decoded) = peek_decoded(body, content_type, Limits::default())
+            .map_err(|e| {
+                tracing::warn!(error = %e, "unreadable message from a device");
+                metrics::counter!("omnidm_dm_bad_messages_total").increment(1);
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    &format!("not a SyncML DM message: {e}"),
+                )
+            })?;
         let id = DeviceId::new(device_id.clone()).map_err(|e| {
             problem(
                 StatusCode::BAD_REQUEST,
@@ -386,7 +394,7 @@ impl DmEndpoint {
             closed: false,
         }));
         self.insert(token, live.clone());
-        Ok((token, live))
+        Ok((token, live, decoded))
     }
 
     /// Open enrolment: registers an unknown device with the shared secret (MD5 both ways, its
