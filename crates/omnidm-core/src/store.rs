@@ -213,6 +213,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Operation>, StoreError>> + Send;
 
+    /// [`claim`](Self::claim), also recording every top-level command of the claimed
+    /// operations as sent, in the same transaction: for a driver that hands all of them to
+    /// the device in its next message (the conservative reading of "sent" for recovery).
+    fn claim_to_send(
+        &self,
+        device: &DeviceId,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Operation>, StoreError>> + Send;
+
     /// Records top-level commands as sent (before or as they go on the wire).
     fn mark_sent(
         &self,

@@ -740,6 +740,23 @@ impl Store for ThisStore {
         Ok(ops)
     }
 
+    async fn claim_to_send(
+        &self,
+        device: &DeviceId,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let mut ops = claim_tx(&mut tx, device, session, now).await?;
+        for op in &mut ops {
+            let all: Vec<usize> = (0..op.commands.len()).collect();
+            op.mark_sent(&all);
+            save_op(&mut tx, op).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ops)
+    }
+
     async fn mark_sent(
         &self,
         id: OperationId,

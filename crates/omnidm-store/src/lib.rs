@@ -159,6 +159,14 @@ impl Store for AnyStore {
     ) -> Result<Vec<Operation>, StoreError> {
         dispatch!(self.claim(device, session, now))
     }
+    async fn claim_to_send(
+        &self,
+        device: &DeviceId,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<Operation>, StoreError> {
+        dispatch!(self.claim_to_send(device, session, now))
+    }
     async fn mark_sent(
         &self,
         id: OperationId,

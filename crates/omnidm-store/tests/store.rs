@@ -144,6 +144,7 @@ suite!(
     session_outcome_is_atomic,
     async_reports_amend_finished_operations,
     device_for_session_tells_whether_work_is_queued,
+    claim_to_send_records_every_command_as_sent,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1252,6 +1253,48 @@ async fn device_for_session_tells_whether_work_is_queued(b: &Backend) {
             .unwrap()
             .1,
         "claimed is not queued"
+    );
+    s.close().await;
+}
+
+/// Claiming for sending marks every command sent in the same transaction, so a crash right
+/// after never resends an Exec.
+async fn claim_to_send_records_every_command_as_sent(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    let cmds = vec![
+        OpCommand::Get {
+            path: path("./DevInfo/Mod"),
+        },
+        OpCommand::Exec {
+            path: path("./FUMO/fw1/Update"),
+            data: None,
+            correlator: None,
+        },
+    ];
+    let o = submit(&s, "dev-a", cmds).await;
+    let claimed = s
+        .claim_to_send(&did("dev-a"), &sess("node1:s1"), t(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].sent, vec![true, true]);
+    assert_eq!(
+        op(&s, o.id).await.sent,
+        vec![true, true],
+        "stored, not only returned"
+    );
+    let report = s.recover(t(2)).await.unwrap();
+    assert_eq!(
+        report.failed,
+        vec![o.id],
+        "the sent Exec is reported, never resent"
+    );
+    assert!(
+        s.claim_to_send(&did("dev-a"), &sess("node1:s2"), t(3))
+            .await
+            .unwrap()
+            .is_empty()
     );
     s.close().await;
 }

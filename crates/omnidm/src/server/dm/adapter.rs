@@ -116,15 +116,6 @@ impl Ledger {
         out
     }
 
-    /// The claimed operations and the top-level commands handed to the engine, for
-    /// `mark_sent` before the first reply goes out.
-    pub fn sent(&self) -> impl Iterator<Item = (&Operation, Vec<usize>)> {
-        self.held
-            .iter()
-            .filter(|h| !h.sent.is_empty())
-            .map(|h| (&h.op, h.sent.iter().copied().collect()))
-    }
-
     fn tag(&mut self, op: usize, index: Vec<u32>) -> CommandTag {
         let tag = self.next_tag;
         self.next_tag += 1;

@@ -125,8 +125,6 @@ struct Live {
     /// Its queued operations were claimed (once per session; not at all when the session
     /// started with nothing queued, which saves the claim for most sessions).
     claimed: bool,
-    /// `mark_sent` was written for the commands handed to the engine.
-    sent_recorded: bool,
     /// The outcome was written; the entry is about to leave the table.
     closed: bool,
     /// One span per device session: every log line of its messages carries device and session.
@@ -290,20 +288,6 @@ impl DmEndpoint {
         let reply = live.session.poll_transmit(now);
         ended |= self.drain(live);
 
-        if reply.is_some() && !live.sent_recorded {
-            live.sent_recorded = true;
-            let stamp = now_ts();
-            for (op, indices) in live.ledger.sent() {
-                if let Err(e) = self
-                    .inner
-                    .store
-                    .mark_sent(op.id, &live.session_id, &indices, stamp)
-                    .await
-                {
-                    tracing::error!(operation = op.id.0, error = %e, "cannot record commands as sent");
-                }
-            }
-        }
         if ended || live.session.is_finished() {
             self.close(live).await;
             self.remove(&token);
@@ -390,7 +374,6 @@ impl DmEndpoint {
             started: now,
             authenticated: false,
             claimed: !has_queued,
-            sent_recorded: false,
             closed: false,
         }));
         self.insert(token, live.clone());
@@ -471,10 +454,12 @@ impl DmEndpoint {
     /// Claims the device's queued operations and hands their commands to the engine.
     async fn claim(&self, live: &mut Live) {
         let stamp = now_ts();
+        // The claimed commands all go into the next reply: recorded as sent in the claim's own
+        // transaction, before that reply leaves (nothing unsafe is ever sent twice).
         match self
             .inner
             .store
-            .claim(&live.device_id, &live.session_id, stamp)
+            .claim_to_send(&live.device_id, &live.session_id, stamp)
             .await
         {
             Ok(ops) => live.ledger.hold(ops),
