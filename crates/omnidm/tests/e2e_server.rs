@@ -573,9 +573,35 @@ fn a_thousand_simulated_devices() {
     let data = DataDir::new("fleet");
     let server = Server::start(&data);
     let ids = provision(&data, &server.dm_url(), 1000, &[]);
-    for id in ids.iter().step_by(10) {
-        submit(&data, id, &["get:./DevInfo/Mod"]);
-    }
+    // One operation for every tenth device, fanned out in one transaction.
+    let chosen: Vec<&str> = ids.iter().step_by(10).map(String::as_str).collect();
+    let list = data.0.join("chosen.txt");
+    std::fs::write(&list, chosen.join("\n")).unwrap();
+    let fanned = ok(omnidm(
+        &data,
+        &[
+            "ops",
+            "fan-out",
+            "--devices-file",
+            list.to_str().unwrap(),
+            "get:./DevInfo/Mod",
+        ],
+    ));
+    assert!(fanned.starts_with("queued 100 operations"), "{fanned}");
+    // An unknown device in the list queues nothing at all.
+    std::fs::write(&list, "IMEI:359000000000000\nIMEI:999").unwrap();
+    let refused = omnidm(
+        &data,
+        &[
+            "ops",
+            "fan-out",
+            "--devices-file",
+            list.to_str().unwrap(),
+            "get:./DevInfo/Mod",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was queued"));
     let (ok_run, summary) = sim_json(&[
         "--server",
         &server.dm_url(),

@@ -50,6 +50,25 @@ pub enum OpsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Queues the same commands for many devices in one transaction (fan-out).
+    FanOut {
+        /// Device ids, one per line (`-` = standard input; `#` starts a comment).
+        #[arg(long, value_name = "FILE")]
+        devices_file: PathBuf,
+        /// Commands in order, as for `submit`.
+        commands: Vec<String>,
+        /// The command list as JSON instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "commands")]
+        commands_file: Option<PathBuf>,
+        /// Expire each operation if its device has not run it within this many seconds.
+        #[arg(long, value_name = "SECS")]
+        expires_in: Option<u64>,
+        /// Ask every device to call in now (package 0 through the server's push gateway).
+        #[arg(long)]
+        notify: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Shows an operation: state and per-command outcome.
     Show {
         /// Operation id.
@@ -183,23 +202,10 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
             store,
         } => {
             let device = DeviceId::new(device.clone()).with_context(|| format!("device id {device:?}"))?;
-            let commands: Vec<OpCommand> = match commands_file {
-                Some(file) => {
-                    let text = super::io::read_input(&file)?;
-                    serde_json::from_slice(&text.bytes)
-                        .with_context(|| format!("{}: expected a JSON list of commands", text.name))?
-                }
-                None => commands.iter().map(|s| parse_spec(s)).collect::<anyhow::Result<_>>()?,
-            };
-            if commands.is_empty() {
-                bail!("no commands: add e.g. get:./DevInfo/Mod");
-            }
+            let commands = read_commands(&commands, commands_file.as_ref())?;
             store.with_store(|store| async move {
                 let now = crate::server::dm::now_ts();
-                let mut op = NewOperation::new(device.clone(), commands);
-                op.expires_at = expires_in.map(|s| now.plus_millis(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)));
-                op.submitted_by = Some("cli".into());
-                op.notify = notify;
+                let op = new_operation(device.clone(), commands, expires_in, notify, now);
                 let op = match store.submit(vec![op], now).await {
                     Ok(mut ops) => ops.pop().context("the store returned no operation")?,
                     Err(StoreError::NotFound(_)) => bail!("no device {device}; provision it with `omnidm devices add`"),
@@ -211,6 +217,51 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                     println!("queued operation {} for {}: it runs in the device's next session", op.id, op.device_id);
                 }
                 Ok(Outcome::Ok)
+            })
+        }
+        OpsCommand::FanOut {
+            devices_file,
+            commands,
+            commands_file,
+            expires_in,
+            notify,
+            store,
+        } => {
+            let commands = read_commands(&commands, commands_file.as_ref())?;
+            let text = super::io::read_input(&devices_file)?;
+            let devices = String::from_utf8_lossy(&text.bytes)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| DeviceId::new(l).with_context(|| format!("{}: device id {l:?}", text.name)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if devices.is_empty() {
+                bail!("{}: no device ids (one per line)", text.name);
+            }
+            store.with_store(|store| async move {
+                let now = crate::server::dm::now_ts();
+                let started = std::time::Instant::now();
+                let n = devices.len();
+                let ops = devices
+                    .into_iter()
+                    .map(|d| new_operation(d, commands.clone(), expires_in, notify, now))
+                    .collect();
+                match store.submit(ops, now).await {
+                    Ok(ops) => {
+                        let (first, last) = (ops.first().map(|o| o.id), ops.last().map(|o| o.id));
+                        println!(
+                            "queued {n} operations (ids {}..={}) in {:.2} s",
+                            first.map_or(0, |i| i.0),
+                            last.map_or(0, |i| i.0),
+                            started.elapsed().as_secs_f64()
+                        );
+                        Ok(Outcome::Ok)
+                    }
+                    Err(StoreError::NotFound(what)) => bail!(
+                        "{what}: every device must be provisioned first; nothing was queued"
+                    ),
+                    Err(e) => Err(e.into()),
+                }
             })
         }
         OpsCommand::Show { id, json, store } => store.with_store(|store| async move {
@@ -290,6 +341,41 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
             }
         }),
     }
+}
+
+/// The command list of `submit` and `fan-out`: specs, or JSON from a file.
+fn read_commands(specs: &[String], file: Option<&PathBuf>) -> anyhow::Result<Vec<OpCommand>> {
+    let commands: Vec<OpCommand> = match file {
+        Some(file) => {
+            let text = super::io::read_input(file)?;
+            serde_json::from_slice(&text.bytes)
+                .with_context(|| format!("{}: expected a JSON list of commands", text.name))?
+        }
+        None => specs
+            .iter()
+            .map(|s| parse_spec(s))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    if commands.is_empty() {
+        bail!("no commands: add e.g. get:./DevInfo/Mod");
+    }
+    Ok(commands)
+}
+
+/// An operation as the CLI submits it.
+fn new_operation(
+    device: DeviceId,
+    commands: Vec<OpCommand>,
+    expires_in: Option<u64>,
+    notify: bool,
+    now: omnidm_core::Timestamp,
+) -> NewOperation {
+    let mut op = NewOperation::new(device, commands);
+    op.expires_at = expires_in
+        .map(|s| now.plus_millis(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)));
+    op.submitted_by = Some("cli".into());
+    op.notify = notify;
+    op
 }
 
 fn command_target(c: &OpCommand) -> String {
