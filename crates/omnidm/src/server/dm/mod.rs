@@ -69,6 +69,17 @@ struct Inner {
     quirk_rules: Vec<quirks::QuirkRule>,
 }
 
+/// Optional behaviours of the endpoint, fixed when it is created.
+#[derive(Clone, Default)]
+pub struct EndpointOptions {
+    /// Sends package 0 here for operations submitted with `notify`.
+    pub push: Option<PushGateway>,
+    /// Lab mode: registers unknown devices on first contact with this shared secret.
+    pub open_enrolment: Option<String>,
+    /// Quirk profiles for devices without a provisioned one.
+    pub quirk_rules: Vec<quirks::QuirkRule>,
+}
+
 /// An outcome waiting for the group committer, and who to tell when it is durable.
 type Pending = (
     SessionOutcome,
@@ -156,7 +167,12 @@ fn random16() -> [u8; 16] {
 impl DmEndpoint {
     /// An endpoint over `store`; `node` prefixes session ids (see [`Inner::node`]). Must be
     /// called inside a Tokio runtime (it spawns the group committers).
-    pub fn new(store: AnyStore, config: ServerConfig, node: impl Into<String>) -> Self {
+    pub fn new(
+        store: AnyStore,
+        config: ServerConfig,
+        node: impl Into<String>,
+        options: EndpointOptions,
+    ) -> Self {
         let lanes = match &store {
             AnyStore::Sqlite(_) => 1,
             AnyStore::Postgres(_) => POSTGRES_COMMITTERS,
@@ -175,36 +191,12 @@ impl DmEndpoint {
                 config,
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
-                push: None,
+                push: options.push,
                 notified: std::sync::Mutex::new(HashSet::new()),
-                open_enrolment: None,
-                quirk_rules: Vec::new(),
+                open_enrolment: options.open_enrolment,
+                quirk_rules: options.quirk_rules,
             }),
         }
-    }
-
-    /// Sends package 0 through `push` for operations submitted with `notify`.
-    pub fn with_push(mut self, push: Option<PushGateway>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.push = push;
-        }
-        self
-    }
-
-    /// Chooses quirk profiles for devices without a provisioned one by these rules.
-    pub fn with_quirk_rules(mut self, rules: Vec<quirks::QuirkRule>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.quirk_rules = rules;
-        }
-        self
-    }
-
-    /// Registers unknown devices on first contact with `secret` (lab use).
-    pub fn with_open_enrolment(mut self, secret: Option<String>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.open_enrolment = secret;
-        }
-        self
     }
 
     /// Number of sessions in progress.
@@ -437,7 +429,8 @@ impl DmEndpoint {
                 Ok(Some(d)) => d,
                 _ => continue,
             };
-            let session_id = u16::from_le_bytes([random16()[0], random16()[1]]);
+            let [a, b, ..] = random16();
+            let session_id = u16::from_le_bytes([a, b]);
             match push.notify(&device, session_id).await {
                 Ok(()) => {
                     metrics::counter!("omnidm_notifications_sent_total").increment(1);
