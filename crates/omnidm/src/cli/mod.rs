@@ -4,6 +4,8 @@
 mod devices;
 mod inspect;
 mod io;
+
+pub use io::to_hex;
 mod local;
 mod notification;
 mod ops;

@@ -347,7 +347,11 @@ impl DmEndpoint {
             problem(StatusCode::FORBIDDEN, "device has no DM account")
         })?;
         let token = random16();
-        let session_id = SessionId(format!("{}:{}", self.inner.node, hex(&token)));
+        let session_id = SessionId(format!(
+            "{}:{}",
+            self.inner.node,
+            crate::cli::to_hex(&token)
+        ));
         let random = Randomness {
             session_token: token,
             nonce_seed: random16(),
@@ -659,10 +663,6 @@ fn device_context(device: &Device, rules: &[quirks::QuirkRule]) -> Option<Device
         server_nonce: Nonce::from_bytes(dm.server_nonce.clone()),
         quirks: quirks::for_device(device, rules),
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {
