@@ -84,6 +84,8 @@ fn op_from_row(r: &DbRow) -> Result<Operation, StoreError> {
         notify: get(r, "notify")?,
         attempts: u32::try_from(get::<i64>(r, "attempts")?).unwrap_or(u32::MAX),
         submitted_by: get(r, "submitted_by")?,
+        // TODO(wsi store): read the job_id column once migration 0002 adds it.
+        job_id: None,
     })
 }
 

@@ -898,6 +898,7 @@ async fn crash_recovery(b: &Backend) {
                     finished: false,
                 },
             ],
+            events: Vec::new(),
             ended: false,
         })
         .await
@@ -1062,6 +1063,7 @@ async fn session_outcome_applies_everything(b: &Backend) {
                     finished: false,
                 },
             ],
+            events: Vec::new(),
             ended: true,
         })
         .await
@@ -1106,6 +1108,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
         tree: vec![entry("./Good", "1", t(5))],
         tree_deleted: vec![],
         operations: vec![],
+        events: Vec::new(),
         ended: true,
     };
     let bad = SessionOutcome {
@@ -1125,6 +1128,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
             outcomes: vec![ok(0, t(5))],
             finished: true,
         }],
+        events: Vec::new(),
         ended: true,
     };
     let err = s

@@ -320,6 +320,7 @@ impl Ledger {
             tree: self.tree.values().cloned().collect(),
             tree_deleted: Vec::new(),
             operations,
+            events: Vec::new(),
             ended,
         }
     }
