@@ -28,6 +28,8 @@ pub struct ApiOptions {
     pub event_poll: std::time::Duration,
     /// Allow webhook URLs on loopback and private addresses (tests, labs).
     pub allow_private_webhooks: bool,
+    /// The OMA DM server id devices know us by (default of provisioned DM accounts).
+    pub dm_server_id: String,
 }
 
 impl Default for ApiOptions {
@@ -37,6 +39,7 @@ impl Default for ApiOptions {
             max_wait_secs: 60,
             event_poll: std::time::Duration::from_millis(200),
             allow_private_webhooks: false,
+            dm_server_id: "omnidm".into(),
         }
     }
 }
