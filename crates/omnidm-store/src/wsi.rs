@@ -201,7 +201,8 @@ impl Derived {
     }
 }
 
-/// Inserts `events` (multi-row, in order).
+/// Inserts `events` (multi-row, in order) and `charges`; call it as the transaction's last
+/// statements, just before the commit.
 ///
 /// Event ids are the readers' cursors, so they must increase in commit order: a reader that
 /// has seen id `n` must never later find a new event below `n`. SQLite has one writer
@@ -209,9 +210,14 @@ impl Derived {
 /// assigns BIGSERIAL values when rows are inserted, and transactions commit in any order;
 /// `EVENT_ORDER_LOCK` (`pg_advisory_xact_lock`) serialises every transaction that inserts
 /// events from its first event insert to its commit. Callers insert events (and charges) as
-/// their last statements, so the lock is held briefly and never waits on row locks.
-async fn insert_events(conn: &mut Conn, events: &[NewEvent]) -> Result<(), StoreError> {
-    if events.is_empty() {
+/// their last statements, so the lock is held briefly and never waits on row locks. Charges
+/// take the same lock, so their ids (the `list_charges` cursor) follow commit order too.
+async fn write_log(
+    conn: &mut Conn,
+    events: &[NewEvent],
+    charges: &[NewCharge],
+) -> Result<(), StoreError> {
+    if events.is_empty() && charges.is_empty() {
         return Ok(());
     }
     if !EVENT_ORDER_LOCK.is_empty() {
@@ -240,10 +246,6 @@ async fn insert_events(conn: &mut Conn, events: &[NewEvent]) -> Result<(), Store
         });
         qb.build().execute(&mut *conn).await.map_err(db)?;
     }
-    Ok(())
-}
-
-async fn insert_charges(conn: &mut Conn, charges: &[NewCharge]) -> Result<(), StoreError> {
     for chunk in charges.chunks(WSI_CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO charges (at, app_id, kind, quantity, device_id, job_id, operation_id) ",
@@ -263,10 +265,9 @@ async fn insert_charges(conn: &mut Conn, charges: &[NewCharge]) -> Result<(), St
 }
 
 /// Writes what a transaction derived: call it last, just before the commit (see
-/// [`insert_events`] for why).
+/// [`write_log`] for why).
 async fn write_derived(conn: &mut Conn, d: &Derived) -> Result<(), StoreError> {
-    insert_events(conn, &d.events).await?;
-    insert_charges(conn, &d.charges).await
+    write_log(conn, &d.events, &d.charges).await
 }
 
 /// `release_tx` plus the state-change events of what it recovered.
@@ -1247,8 +1248,7 @@ impl WsiStore for ThisStore {
             return Ok(());
         }
         let mut tx = self.writer().begin().await.map_err(db)?;
-        insert_events(&mut tx, events).await?;
-        insert_charges(&mut tx, charges).await?;
+        write_log(&mut tx, events, charges).await?;
         tx.commit().await.map_err(db)
     }
 

@@ -147,6 +147,7 @@ suite!(
     subscriptions_and_deliveries,
     audit_paging,
     idempotency_records_expire,
+    event_ids_follow_commit_order,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1314,6 +1315,68 @@ async fn idempotency_records_expire(b: &Backend) {
         s.put_idempotent(&aid("ghost"), "k1", &resp("h", 0)).await,
         Err(StoreError::NotFound(_))
     ));
+    s.close().await;
+}
+
+/// A reader following the log by cursor while many writers append never skips an event
+/// (on PostgreSQL this needs the advisory lock: sequence values are taken in insert order,
+/// commits happen in any order).
+async fn event_ids_follow_commit_order(b: &Backend) {
+    let s = b.open().await;
+    let dev = did("IMEI:7");
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let s = s.clone();
+            let dev = dev.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let e = NewEvent::device(
+                        EventKind::GenericAlert,
+                        t(i),
+                        &dev,
+                        serde_json::json!({ "w": w, "i": i }),
+                    );
+                    s.append_events(&[e.clone(), e], &[]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut cursor = EventId(0);
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = s
+            .list_events(cursor, &EventFilter::default(), 1000)
+            .await
+            .unwrap();
+        if let Some(last) = page.last() {
+            cursor = last.id;
+        }
+        seen.extend(page.into_iter().map(|e| e.id));
+        if done && seen.len() >= 480 {
+            break;
+        }
+        if done {
+            // One more pass after the writers finished picks up the rest.
+            let rest = s
+                .list_events(cursor, &EventFilter::default(), 1000)
+                .await
+                .unwrap();
+            seen.extend(rest.iter().map(|e| e.id));
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all: Vec<_> = events(&s, EventId(0), &EventFilter::default())
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(all.len(), 480);
+    assert_eq!(seen, all, "the cursor reader saw every event, in order");
     s.close().await;
 }
 
