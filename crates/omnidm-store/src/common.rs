@@ -84,8 +84,10 @@ fn op_from_row(r: &DbRow) -> Result<Operation, StoreError> {
         notify: get(r, "notify")?,
         attempts: u32::try_from(get::<i64>(r, "attempts")?).unwrap_or(u32::MAX),
         submitted_by: get(r, "submitted_by")?,
-        // TODO(wsi store): read the job_id column once migration 0002 adds it.
-        job_id: None,
+        job_id: get::<Option<i64>>(r, "job_id")?
+            .map(|j| u64::try_from(j).map(omnidm_core::JobId))
+            .transpose()
+            .map_err(|_| corrupt("job id"))?,
     })
 }
 
@@ -380,8 +382,8 @@ async fn submit_tx(
         }
         let op = new.into_operation(OperationId(0), now);
         let sql = "INSERT INTO operations (device_id, state, commands, outcomes, sent, session, \
-                   created_at, updated_at, expires_at, notify, attempts, submitted_by) \
-                   VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, $7, $8, 0, $9) RETURNING id";
+                   created_at, updated_at, expires_at, notify, attempts, submitted_by, job_id) \
+                   VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, $7, $8, 0, $9, $10) RETURNING id";
         let row = sqlx::query(sql)
             .bind(op.device_id.as_str().to_owned())
             .bind(op.state.as_str())
@@ -392,6 +394,7 @@ async fn submit_tx(
             .bind(op.expires_at.map(Timestamp::millis))
             .bind(op.notify)
             .bind(op.submitted_by.clone())
+            .bind(op.job_id.map(|j| to_i64(j.0)))
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| db_keyed(e, "operation", &format!("device {}", op.device_id)))?;
@@ -503,9 +506,11 @@ async fn apply_outcome_tx(
     conn: &mut Conn,
     o: &SessionOutcome,
     report: &mut RecoveryReport,
+    derived: &mut Derived,
 ) -> Result<(), StoreError> {
     if let Some(info) = &o.contact {
-        record_contact_tx(conn, &o.device_id, info, o.now).await?;
+        let d = record_contact_tx(conn, &o.device_id, info, o.now).await?;
+        derived.seen(&d, o.now);
     }
     if let Some(n) = &o.nonces {
         set_nonces_tx(conn, &o.device_id, n).await?;
@@ -533,9 +538,10 @@ async fn apply_outcome_tx(
                 op.id, op.device_id, o.device_id
             )));
         }
+        derived.progress(&op, &p.outcomes, o.now);
     }
     if o.ended {
-        release_tx(conn, &o.session, o.now, report).await?;
+        release_logged(conn, &o.session, o.now, report, derived).await?;
     }
     Ok(())
 }
@@ -546,6 +552,7 @@ impl Store for ThisStore {
     async fn create_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         insert_device(&mut tx, device).await?;
+        write_derived(&mut tx, &registered_event(device)).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -621,12 +628,18 @@ impl Store for ThisStore {
     }
 
     async fn delete_device(&self, id: &DeviceId) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query("DELETE FROM devices WHERE id = $1")
             .bind(id.as_str().to_owned())
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        write_derived(&mut tx, &deleted_event(id)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn record_contact(
@@ -790,8 +803,10 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        release_tx(&mut tx, session, now, &mut report).await?;
+        release_logged(&mut tx, session, now, &mut report, &mut derived).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
@@ -799,9 +814,13 @@ impl Store for ThisStore {
     async fn cancel(&self, id: OperationId, now: Timestamp) -> Result<Operation, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut op = lock_op(&mut tx, id).await?;
+        let from = op.state;
         op.transition(OpState::Cancelled, now)
             .map_err(|source| StoreError::IllegalTransition { id, source })?;
         save_op(&mut tx, &op).await?;
+        let mut derived = Derived::default();
+        derived.state_changed(&op, from, now);
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(op)
     }
@@ -814,9 +833,12 @@ impl Store for ThisStore {
     ) -> Result<Operation, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut op = lock_op(&mut tx, id).await?;
+        let mut derived = Derived::default();
+        derived.results(&op, &outcomes, now, false);
         op.merge_outcomes(outcomes);
         op.updated_at = now;
         save_op(&mut tx, &op).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(op)
     }
@@ -828,20 +850,25 @@ impl Store for ThisStore {
                 id: OperationId(0),
                 source,
             })?;
-        let rows = sqlx::query(
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let rows = sqlx::query(&format!(
             "UPDATE operations SET state = 'expired', session = NULL, updated_at = $1 \
-             WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id",
-        )
+             WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 \
+             RETURNING {OP_COLS}"
+        ))
         .bind(now.millis())
-        .fetch_all(self.writer())
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        let mut ids = rows
-            .iter()
-            .map(|r| get::<i64>(r, "id").map(|i| OperationId(u64::try_from(i).unwrap_or(0))))
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.sort();
-        Ok(ids)
+        let mut ops = rows.iter().map(op_from_row).collect::<Result<Vec<_>, _>>()?;
+        ops.sort_by_key(|o| o.id);
+        let mut derived = Derived::default();
+        for op in &ops {
+            derived.state_changed(op, OpState::Queued, now);
+        }
+        write_derived(&mut tx, &derived).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ops.iter().map(|o| o.id).collect())
     }
 
     async fn queue_depth(&self, device: Option<&DeviceId>) -> Result<u64, StoreError> {
@@ -862,17 +889,22 @@ impl Store for ThisStore {
 
     async fn recover(&self, now: Timestamp) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        recover_where(&mut tx, None, now, &mut report).await?;
+        recover_where_logged(&mut tx, None, now, &mut report, &mut derived).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
 
     async fn recover_node(&self, node: &str, now: Timestamp) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
         let cond = "substr(session, 1, length($1)) = $1";
-        recover_where(&mut tx, Some((cond, node.to_owned())), now, &mut report).await?;
+        let filter = Some((cond, node.to_owned()));
+        recover_where_logged(&mut tx, filter, now, &mut report, &mut derived).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
@@ -882,10 +914,12 @@ impl Store for ThisStore {
         outcomes: &[SessionOutcome],
     ) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
         for o in outcomes {
-            apply_outcome_tx(&mut tx, o, &mut report).await?;
+            apply_outcome_logged(&mut tx, o, &mut report, &mut derived).await?;
         }
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }

@@ -13,6 +13,9 @@ type ThisStore = SqliteStore;
 /// SQLite has no row locks; the single writer connection serialises every writer.
 const FOR_UPDATE: &str = "";
 const SKIP_LOCKED: &str = "";
+/// Event ids follow commit order already: the single writer connection commits in the order
+/// it assigns them.
+const EVENT_ORDER_LOCK: &str = "";
 
 /// File name of the database inside a data directory.
 pub const DB_FILE: &str = "omnidm.sqlite3";
@@ -110,3 +113,4 @@ impl SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 include!("common.rs");
+include!("wsi.rs");
