@@ -431,6 +431,8 @@ pub struct OpFilter {
     pub device_id: Option<DeviceId>,
     /// Only in this state.
     pub state: Option<OpState>,
+    /// Only those submitted with (or without) a request to notify the device.
+    pub notify: Option<bool>,
     /// Only ids greater than this (cursor).
     pub after: Option<OperationId>,
     /// Page size (0 = the store's default).

@@ -722,6 +722,9 @@ impl Store for ThisStore {
         if let Some(s) = filter.state {
             qb.push(" AND state = ").push_bind(s.as_str());
         }
+        if let Some(n) = filter.notify {
+            qb.push(" AND notify = ").push_bind(n);
+        }
         if let Some(a) = filter.after {
             qb.push(" AND id > ").push_bind(to_i64(a.0));
         }

@@ -23,11 +23,20 @@ struct Resp {
 }
 
 /// A raw HTTP/1.1 request with `Connection: close`.
-fn call(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Option<&Value>) -> Resp {
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
@@ -39,17 +48,32 @@ fn call(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Opt
     s.write_all(body.as_bytes()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let raw_body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
     let body = serde_json::from_str(&raw_body).unwrap_or(Value::Null);
-    Resp { status, headers, body, raw: raw_body }
+    Resp {
+        status,
+        headers,
+        body,
+        raw: raw_body,
+    }
 }
 
 struct Api {
@@ -59,8 +83,14 @@ struct Api {
 
 impl Api {
     fn new(server: &Server, data: &DataDir) -> Api {
-        let admin = std::fs::read_to_string(data.0.join("admin.key")).unwrap().trim().to_owned();
-        Api { addr: server.api, admin }
+        let admin = std::fs::read_to_string(data.0.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Api {
+            addr: server.api,
+            admin,
+        }
     }
 
     fn as_(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Resp {
@@ -73,7 +103,11 @@ impl Api {
 
     /// Creates an application; returns its key.
     fn app(&self, id: &str) -> String {
-        let r = self.admin("POST", "/api/v1/apps", Some(json!({"id": id, "description": "test"})));
+        let r = self.admin(
+            "POST",
+            "/api/v1/apps",
+            Some(json!({"id": id, "description": "test"})),
+        );
         assert_eq!(r.status, 201, "{}", r.raw);
         r.body["key"]["key"].as_str().unwrap().to_owned()
     }
@@ -105,11 +139,18 @@ fn receiver() -> (SocketAddr, Inbox) {
                     headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
                 }
             }
-            let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            sink.0.lock().unwrap().push((headers, String::from_utf8(body).unwrap()));
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            sink.0
+                .lock()
+                .unwrap()
+                .push((headers, String::from_utf8(body).unwrap()));
         }
     });
     (addr, inbox)
@@ -136,7 +177,11 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     let ids = provision(&data, &server.dm_url(), 50, &[]);
 
     // A static group of the 50 devices, an application with a grant on it, one without.
-    let r = api.admin("POST", "/api/v1/groups", Some(json!({"id": "fleet", "kind": "static", "members": ids})));
+    let r = api.admin(
+        "POST",
+        "/api/v1/groups",
+        Some(json!({"id": "fleet", "kind": "static", "members": ids})),
+    );
     assert_eq!(r.status, 201, "{}", r.raw);
     let care = api.app("care");
     let other = api.app("other");
@@ -152,7 +197,12 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     assert_eq!(r.status, 201, "{}", r.raw);
     let secret = r.body["secret"].as_str().unwrap().to_owned();
     let (other_hook_addr, other_inbox) = receiver();
-    let r = api.as_(&other, "POST", "/api/v1/webhooks", Some(json!({"url": format!("http://{other_hook_addr}/hook")})));
+    let r = api.as_(
+        &other,
+        "POST",
+        "/api/v1/webhooks",
+        Some(json!({"url": format!("http://{other_hook_addr}/hook")})),
+    );
     assert_eq!(r.status, 201, "{}", r.raw);
 
     // The second application is refused on the same devices, and nothing is queued.
@@ -162,9 +212,29 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     let r = api.as_(&other, "POST", "/api/v1/operations", Some(submit.clone()));
     assert_eq!(r.status, 403, "{}", r.raw);
     assert!(r.headers["content-type"].starts_with("application/problem+json"));
-    assert!(r.body["rule"].as_str().unwrap().contains("no grant of other"), "{}", r.raw);
-    assert_eq!(api.as_(&other, "GET", &format!("/api/v1/devices/{}", ids[0]), None).status, 403);
-    assert_eq!(api.as_(&other, "GET", &format!("/api/v1/devices/{}/tree", ids[0]), None).status, 403);
+    assert!(
+        r.body["rule"]
+            .as_str()
+            .unwrap()
+            .contains("no grant of other"),
+        "{}",
+        r.raw
+    );
+    assert_eq!(
+        api.as_(&other, "GET", &format!("/api/v1/devices/{}", ids[0]), None)
+            .status,
+        403
+    );
+    assert_eq!(
+        api.as_(
+            &other,
+            "GET",
+            &format!("/api/v1/devices/{}/tree", ids[0]),
+            None
+        )
+        .status,
+        403
+    );
     assert_eq!(count_ops(&api), 0);
 
     let r = api.as_(&care, "POST", "/api/v1/operations", Some(submit));
@@ -178,7 +248,12 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     let r = api.as_(&care, "GET", &format!("{location}?wait=30"), None);
     assert_eq!(r.body["state"], "completed", "{}", r.raw);
     assert_eq!(r.body["counts"]["succeeded"], 50, "{}", r.raw);
-    let r = api.as_(&care, "GET", &format!("{location}/devices?limit=1000"), None);
+    let r = api.as_(
+        &care,
+        "GET",
+        &format!("{location}/devices?limit=1000"),
+        None,
+    );
     let devices = r.body["items"].as_array().unwrap();
     assert_eq!(devices.len(), 50);
     for d in devices {
@@ -186,31 +261,65 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
         let results = d["results"].as_array().unwrap();
         assert_eq!(results[0]["status"], 200, "{d}");
         assert_eq!(results[1]["results"][0]["path"], "./DevInfo/Mod", "{d}");
-        assert!(results[1]["results"][0]["value"].as_str().is_some_and(|v| !v.is_empty()), "{d}");
+        assert!(
+            results[1]["results"][0]["value"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty()),
+            "{d}"
+        );
     }
     // The cached tree now holds the value, with its age.
-    let r = api.as_(&care, "GET", &format!("/api/v1/devices/{}/tree?path=./Vendor/omnidm", ids[0]), None);
+    let r = api.as_(
+        &care,
+        "GET",
+        &format!("/api/v1/devices/{}/tree?path=./Vendor/omnidm", ids[0]),
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.raw);
-    assert!(r.body["nodes"].as_array().unwrap().iter().any(|n| n["value"] == "hello"), "{}", r.raw);
+    assert!(
+        r.body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["value"] == "hello"),
+        "{}",
+        r.raw
+    );
 
     // Signed webhooks for every state change: in_session and succeeded for each device.
     let deadline = Instant::now() + Duration::from_secs(30);
     let state_changes = |inbox: &Inbox| {
-        inbox.0.lock().unwrap().iter().filter(|(_, b)| b.contains("operation.state_changed")).count()
+        inbox
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, b)| b.contains("operation.state_changed"))
+            .count()
     };
     while state_changes(&inbox) < 100 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let received = inbox.0.lock().unwrap().clone();
-    assert!(state_changes(&inbox) >= 100, "got {} state changes", state_changes(&inbox));
+    assert!(
+        state_changes(&inbox) >= 100,
+        "got {} state changes",
+        state_changes(&inbox)
+    );
     for (headers, body) in &received {
-        assert!(signature_ok(&secret, headers, body), "bad signature on {body}");
+        assert!(
+            signature_ok(&secret, headers, body),
+            "bad signature on {body}"
+        );
     }
     let mut per_device: HashMap<String, Vec<String>> = HashMap::new();
     for (_, body) in &received {
         let e: Value = serde_json::from_str(body).unwrap();
         if e["type"] == "operation.state_changed" {
-            per_device.entry(e["device_id"].as_str().unwrap().to_owned()).or_default().push(e["data"]["to"].as_str().unwrap().to_owned());
+            per_device
+                .entry(e["device_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(e["data"]["to"].as_str().unwrap().to_owned());
         }
     }
     assert_eq!(per_device.len(), 50);
@@ -221,7 +330,15 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     // The other application saw none of it: no events of those devices, no deliveries.
     let r = api.as_(&other, "GET", "/api/v1/events?limit=1000", None);
     assert_eq!(r.status, 200, "{}", r.raw);
-    assert!(r.body["items"].as_array().unwrap().iter().all(|e| !ids.iter().any(|id| e["device_id"] == id.as_str())), "{}", r.raw);
+    assert!(
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !ids.iter().any(|id| e["device_id"] == id.as_str())),
+        "{}",
+        r.raw
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert!(other_inbox.0.lock().unwrap().is_empty());
 
@@ -229,7 +346,12 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     let r = api.admin("GET", "/api/v1/charging/totals?application=care", None);
     assert_eq!(r.status, 200, "{}", r.raw);
     let total = |kind: &str| {
-        r.body.as_array().unwrap().iter().find(|t| t["kind"] == kind).map_or(0, |t| t["quantity"].as_u64().unwrap())
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == kind)
+            .map_or(0, |t| t["quantity"].as_u64().unwrap())
     };
     assert_eq!(total("operation.submitted"), 50, "{}", r.raw);
     assert_eq!(total("command.executed"), 100, "{}", r.raw);
@@ -244,14 +366,22 @@ fn every_denial_is_refused_audited_and_executes_nothing() {
     let api = Api::new(&server, &data);
     let ids = provision(&data, &server.dm_url(), 2, &[]);
     let (mine, theirs) = (&ids[0], &ids[1]);
-    api.admin("POST", "/api/v1/groups", Some(json!({"id": "mine", "kind": "static", "members": [mine]})));
+    api.admin(
+        "POST",
+        "/api/v1/groups",
+        Some(json!({"id": "mine", "kind": "static", "members": [mine]})),
+    );
     let app = api.app("limited");
     api.admin("POST", "/api/v1/grants", Some(json!({"app_id": "limited", "permissions": ["get"], "subtrees": ["./DevInfo/*"], "group": "mine"})));
     let revoked = {
         let r = api.admin("POST", "/api/v1/apps/limited/keys", Some(json!({})));
         let key = r.body["key"].as_str().unwrap().to_owned();
         let id = r.body["id"].as_str().unwrap().to_owned();
-        assert_eq!(api.admin("DELETE", &format!("/api/v1/apps/limited/keys/{id}"), None).status, 200);
+        assert_eq!(
+            api.admin("DELETE", &format!("/api/v1/apps/limited/keys/{id}"), None)
+                .status,
+            200
+        );
         key
     };
     let get = |path: &str| json!({"commands": [{"type": "get", "path": path}]});
@@ -265,8 +395,18 @@ fn every_denial_is_refused_audited_and_executes_nothing() {
         ("GET", "/api/v1/devices".into(), None),
         ("GET", format!("/api/v1/devices/{mine}"), None),
         ("GET", format!("/api/v1/devices/{mine}/tree"), None),
-        ("POST", format!("/api/v1/devices/{mine}/operations"), Some(get("./DevInfo/Mod"))),
-        ("POST", "/api/v1/operations".into(), Some(json!({"target": {"device": mine}, "commands": [{"type": "get", "path": "./DevInfo/Mod"}]}))),
+        (
+            "POST",
+            format!("/api/v1/devices/{mine}/operations"),
+            Some(get("./DevInfo/Mod")),
+        ),
+        (
+            "POST",
+            "/api/v1/operations".into(),
+            Some(
+                json!({"target": {"device": mine}, "commands": [{"type": "get", "path": "./DevInfo/Mod"}]}),
+            ),
+        ),
         ("GET", "/api/v1/operations".into(), None),
         ("GET", "/api/v1/events".into(), None),
         ("GET", "/api/v1/groups".into(), None),
@@ -281,30 +421,97 @@ fn every_denial_is_refused_audited_and_executes_nothing() {
     }
     // Authenticated but not allowed: another application's device, a denied subtree, a
     // denied operation, admin-only calls.
-    cases.push((Some(&app), "GET", format!("/api/v1/devices/{theirs}"), None, 403));
-    cases.push((Some(&app), "GET", format!("/api/v1/devices/{theirs}/tree"), None, 403));
-    cases.push((Some(&app), "POST", format!("/api/v1/devices/{theirs}/operations"), Some(get("./DevInfo/Mod")), 403));
-    cases.push((Some(&app), "POST", format!("/api/v1/devices/{mine}/operations"), Some(get("./DevDetail/FwV")), 403));
-    cases.push((Some(&app), "GET", format!("/api/v1/devices/{mine}/tree?path=./DevDetail"), None, 403));
-    cases.push((Some(&app), "POST", format!("/api/v1/devices/{mine}/operations"), Some(exec), 403));
-    cases.push((Some(&app), "POST", "/api/v1/apps".into(), Some(json!({"id": "x"})), 403));
-    cases.push((Some(&app), "POST", "/api/v1/devices".into(), Some(json!({"id": "IMEI:1"})), 403));
+    cases.push((
+        Some(&app),
+        "GET",
+        format!("/api/v1/devices/{theirs}"),
+        None,
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "GET",
+        format!("/api/v1/devices/{theirs}/tree"),
+        None,
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "POST",
+        format!("/api/v1/devices/{theirs}/operations"),
+        Some(get("./DevInfo/Mod")),
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "POST",
+        format!("/api/v1/devices/{mine}/operations"),
+        Some(get("./DevDetail/FwV")),
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "GET",
+        format!("/api/v1/devices/{mine}/tree?path=./DevDetail"),
+        None,
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "POST",
+        format!("/api/v1/devices/{mine}/operations"),
+        Some(exec),
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "POST",
+        "/api/v1/apps".into(),
+        Some(json!({"id": "x"})),
+        403,
+    ));
+    cases.push((
+        Some(&app),
+        "POST",
+        "/api/v1/devices".into(),
+        Some(json!({"id": "IMEI:1"})),
+        403,
+    ));
     cases.push((Some(&app), "POST", "/api/v1/grants".into(), Some(json!({"app_id": "limited", "permissions": ["exec"], "subtrees": ["./**"], "group": "mine"})), 403));
     cases.push((Some(&app), "GET", "/api/v1/audit".into(), None, 403));
-    cases.push((Some(&app), "DELETE", format!("/api/v1/devices/{mine}"), None, 403));
+    cases.push((
+        Some(&app),
+        "DELETE",
+        format!("/api/v1/devices/{mine}"),
+        None,
+        403,
+    ));
 
     for (key, method, path, body, want) in &cases {
         let r = call(api.addr, method, path, *key, body.as_ref());
         assert_eq!(r.status, *want, "{method} {path} with {key:?}: {}", r.raw);
-        assert!(r.headers["content-type"].starts_with("application/problem+json"), "{method} {path}");
-        assert!(r.body["type"].as_str().unwrap().starts_with("/api/v1/problems/"));
+        assert!(
+            r.headers["content-type"].starts_with("application/problem+json"),
+            "{method} {path}"
+        );
+        assert!(
+            r.body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("/api/v1/problems/")
+        );
         if *want == 403 {
             assert!(r.body["rule"].is_string(), "403 names the rule: {}", r.raw);
         }
     }
     assert_eq!(count_ops(&api), 0, "nothing was queued");
     // Allowed calls still work for the limited application.
-    let r = api.as_(&app, "POST", &format!("/api/v1/devices/{mine}/operations"), Some(get("./DevInfo/Mod")));
+    let r = api.as_(
+        &app,
+        "POST",
+        &format!("/api/v1/devices/{mine}/operations"),
+        Some(get("./DevInfo/Mod")),
+    );
     assert_eq!(r.status, 202, "{}", r.raw);
 
     // Each denial is in the audit log (written in the background: poll briefly).
@@ -320,7 +527,11 @@ fn every_denial_is_refused_audited_and_executes_nothing() {
     };
     let items = audited.body["items"].as_array().unwrap();
     assert_eq!(items.len(), denials, "{}", audited.raw);
-    assert!(items.iter().any(|e| e["app_id"] == "limited" && e["status"] == 403 && e["rule"].is_string()));
+    assert!(
+        items
+            .iter()
+            .any(|e| e["app_id"] == "limited" && e["status"] == 403 && e["rule"].is_string())
+    );
     server.stop();
 }
 
@@ -335,10 +546,26 @@ fn bad_input_gets_a_problem_never_a_5xx() {
         ("POST", "/api/v1/apps", r#"{"id": 5}"#),
         ("POST", "/api/v1/apps", r#"{"id": "Bad Id"}"#),
         ("POST", "/api/v1/apps", r#"{"id": "a", "surprise": true}"#),
-        ("POST", "/api/v1/devices", r#"{"id": "IMEI:1", "dm": {"client_secret": ""}}"#),
-        ("POST", "/api/v1/operations", r#"{"target": {"device": "IMEI:9"}, "commands": []}"#),
-        ("POST", "/api/v1/operations", r#"{"target": {"device": "IMEI:9"}, "commands": [{"type": "get", "path": "../x"}]}"#),
-        ("POST", "/api/v1/operations", r#"{"target": {"device": "IMEI:9"}, "commands": [{"type": "replace", "path": "./a", "value": "x", "format": "int"}]}"#),
+        (
+            "POST",
+            "/api/v1/devices",
+            r#"{"id": "IMEI:1", "dm": {"client_secret": ""}}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/operations",
+            r#"{"target": {"device": "IMEI:9"}, "commands": []}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/operations",
+            r#"{"target": {"device": "IMEI:9"}, "commands": [{"type": "get", "path": "../x"}]}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/operations",
+            r#"{"target": {"device": "IMEI:9"}, "commands": [{"type": "replace", "path": "./a", "value": "x", "format": "int"}]}"#,
+        ),
         ("GET", "/api/v1/devices?limit=0", ""),
         ("GET", "/api/v1/devices?cursor=%%%", ""),
         ("GET", "/api/v1/devices/%00/tree", ""),
@@ -352,12 +579,25 @@ fn bad_input_gets_a_problem_never_a_5xx() {
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
         let status: u16 = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-        assert!((400..500).contains(&status), "{method} {path} {body}: {raw}");
-        assert!(raw.to_ascii_lowercase().contains("content-type: application/problem+json"), "{method} {path}: {raw}");
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} {body}: {raw}"
+        );
+        assert!(
+            raw.to_ascii_lowercase()
+                .contains("content-type: application/problem+json"),
+            "{method} {path}: {raw}"
+        );
     }
     // A huge body is refused with 413.
     let huge = format!(r#"{{"id": "a", "description": "{}"}}"#, "x".repeat(2 << 20));
-    let r = call(api.addr, "POST", "/api/v1/apps", Some(&api.admin), Some(&serde_json::from_str(&huge).unwrap()));
+    let r = call(
+        api.addr,
+        "POST",
+        "/api/v1/apps",
+        Some(&api.admin),
+        Some(&serde_json::from_str(&huge).unwrap()),
+    );
     assert_eq!(r.status, 413, "{}", r.raw);
     server.stop();
 }
