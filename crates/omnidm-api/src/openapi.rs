@@ -43,11 +43,17 @@ struct ProblemResponses;
 
 impl ProblemResponses {
     fn problem(status: &str) -> Response {
-        let kind = status.parse::<u16>().ok().and_then(|s| Kind::ALL.into_iter().find(|k| k.status().as_u16() == s));
+        let kind = status
+            .parse::<u16>()
+            .ok()
+            .and_then(|s| Kind::ALL.into_iter().find(|k| k.status().as_u16() == s));
         let description = kind.map_or("Error", Kind::title);
         ResponseBuilder::new()
             .description(description)
-            .content("application/problem+json", Content::new(Some(Ref::from_schema_name("Problem"))))
+            .content(
+                "application/problem+json",
+                Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
             .build()
     }
 }
@@ -76,7 +82,9 @@ impl Modify for ProblemResponses {
                     always.extend(["409", "413", "415", "422"]);
                 }
                 for status in always {
-                    responses.entry(status.to_owned()).or_insert_with(|| RefOr::T(ProblemResponses::problem(status)));
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::T(ProblemResponses::problem(status)));
                 }
             }
         }

@@ -601,3 +601,63 @@ fn bad_input_gets_a_problem_never_a_5xx() {
     assert_eq!(r.status, 413, "{}", r.raw);
     server.stop();
 }
+
+/// Schemathesis (PyPI) generates requests from the OpenAPI document and checks every response
+/// against it: no 5xx, documented status codes, content types, headers and bodies. The test
+/// command installs it and sets `OMNIDM_SCHEMATHESIS`; with `CI=true` it must be there.
+#[test]
+fn the_openapi_document_matches_what_the_server_does() {
+    let Ok(st) = std::env::var("OMNIDM_SCHEMATHESIS") else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI needs OMNIDM_SCHEMATHESIS (scripts/test sets it)"
+        );
+        eprintln!("skipped: set OMNIDM_SCHEMATHESIS to the `st` binary (scripts/test does)");
+        return;
+    };
+    let data = DataDir::new("wsi-schemathesis");
+    let server = Server::start(&data);
+    let api = Api::new(&server, &data);
+    // Some data, so that generated requests also meet existing resources.
+    let ids = provision(&data, &server.dm_url(), 2, &[]);
+    api.admin(
+        "POST",
+        "/api/v1/groups",
+        Some(json!({"id": "g1", "kind": "static", "members": ids})),
+    );
+    api.app("a1");
+    api.admin("POST", "/api/v1/grants", Some(json!({"app_id": "a1", "permissions": ["get"], "subtrees": ["./DevInfo/*"], "group": "g1"})));
+    api.admin("POST", "/api/v1/operations", Some(json!({"target": {"group": "g1"}, "commands": [{"type": "get", "path": "./DevInfo/Mod"}]})));
+    let out = std::process::Command::new(st)
+        .args([
+            "--no-color",
+            "run",
+            &format!("http://{}/api/v1/openapi.json", api.addr),
+            "-H",
+            &format!("Authorization: Bearer {}", api.admin),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--exclude-path",
+            "/api/v1/events/stream",
+            "--max-time",
+            "60",
+            "--workers",
+            "2",
+        ])
+        .current_dir(&data.0)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+    server.stop();
+}
