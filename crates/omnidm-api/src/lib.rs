@@ -24,6 +24,7 @@ mod openapi;
 pub mod problem;
 mod routes;
 mod state;
+mod visibility;
 pub mod wire;
 
 pub use state::{Api, ApiOptions};
