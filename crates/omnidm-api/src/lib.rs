@@ -23,6 +23,7 @@ mod dto;
 mod openapi;
 pub mod problem;
 mod routes;
+pub mod signing;
 mod state;
 mod visibility;
 pub mod wire;
