@@ -89,12 +89,12 @@ struct AuditQuery {
 
 impl AuditQuery {
     fn filter(&self) -> ApiResult<AuditFilter> {
-        if let Some(o) = &self.outcome {
-            if !OUTCOMES.contains(&o.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "outcome {o:?}: use allowed, denied or error"
-                )));
-            }
+        if let Some(o) = &self.outcome
+            && !OUTCOMES.contains(&o.as_str())
+        {
+            return Err(ApiError::bad_request(format!(
+                "outcome {o:?}: use allowed, denied or error"
+            )));
         }
         Ok(AuditFilter {
             app_id: self.application.as_deref().map(app_id).transpose()?,

@@ -161,10 +161,10 @@ fn charge_filter(
     let app_id = scoped_app(caller.is_admin(), &caller.app.id, application)?;
     let from = from.map(|s| parse_rfc3339("from", s)).transpose()?;
     let to = to.map(|s| parse_rfc3339("to", s)).transpose()?;
-    if let (Some(f), Some(t)) = (from, to) {
-        if t < f {
-            return Err(ApiError::bad_request("to must not be before from"));
-        }
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        return Err(ApiError::bad_request("to must not be before from"));
     }
     Ok(ChargeFilter { from, to, app_id })
 }
