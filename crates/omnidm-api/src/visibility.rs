@@ -100,6 +100,9 @@ impl EventVisibility {
         let Some(device_id) = &e.device_id else {
             return Ok(app_may_see(app, e, &[]));
         };
+        if grants.grants.is_empty() {
+            return Ok(false); // no grant covers any device: no need to read it
+        }
         if !self.devices.contains_key(device_id) {
             let indices = match store.get_device(device_id).await? {
                 None => Vec::new(),

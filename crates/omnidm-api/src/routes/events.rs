@@ -42,7 +42,7 @@ const BATCH: u32 = 500;
 
 /// Most events examined by one `GET /events` (bounded work per call; the cursor says where
 /// the scan stopped, so the next call continues there).
-const MAX_SCAN: usize = 20_000;
+const MAX_SCAN: usize = 5_000;
 
 /// Keep-alive comment interval of the SSE stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -532,8 +532,10 @@ pub(crate) async fn deliver_forever<S: WsiStore>(api: Api<S>, mut stop: watch::R
     let mut events = api.shared.events.clone();
     let mut events_open = true;
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut running: HashSet<SubscriptionId> = HashSet::new();
-    let mut tasks: JoinSet<SubscriptionId> = JoinSet::new();
+    // Subscriptions being delivered, and which task delivers each.
+    let mut busy: HashSet<SubscriptionId> = HashSet::new();
+    let mut running: HashMap<tokio::task::Id, SubscriptionId> = HashMap::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -545,14 +547,16 @@ pub(crate) async fn deliver_forever<S: WsiStore>(api: Api<S>, mut stop: watch::R
                     events_open = false;
                 }
             }
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                match done {
-                    Ok(id) => { running.remove(&id); }
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let task = match done {
+                    Ok((task, _)) => task,
                     Err(e) => {
-                        // A panicked task: forget every finished id we cannot name.
                         tracing::error!(error = %e, "webhook delivery task failed");
-                        running.clear();
+                        e.id()
                     }
+                };
+                if let Some(sub) = running.remove(&task) {
+                    busy.remove(&sub);
                 }
                 continue;
             }
@@ -570,24 +574,24 @@ pub(crate) async fn deliver_forever<S: WsiStore>(api: Api<S>, mut stop: watch::R
             if !sub.enabled
                 || sub.next_attempt_at > t
                 || sub.spec.cursor >= newest
-                || running.contains(&sub.id)
+                || busy.contains(&sub.id)
             {
                 continue;
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            running.insert(sub.id);
+            let id = sub.id;
             let api = api.clone();
             let client = client.clone();
-            tasks.spawn(async move {
-                let id = sub.id;
+            let task = tasks.spawn(async move {
                 if let Err(e) = deliver_round(&api, &client, sub).await {
                     tracing::warn!(subscription = %id, detail = %e.detail, "webhook delivery round failed");
                 }
                 drop(permit);
-                id
             });
+            busy.insert(id);
+            running.insert(task.id(), id);
         }
     }
     tasks.shutdown().await;
