@@ -430,4 +430,34 @@ mod tests {
         h.insert("last-event-id", "x".parse().unwrap());
         assert!(last_event_id(&h).is_err());
     }
+
+    #[test]
+    fn the_openapi_document_lists_events_webhooks_charging_and_audit() {
+        let doc = crate::openapi::document();
+        for path in [
+            "/api/v1/events",
+            "/api/v1/events/stream",
+            "/api/v1/webhooks",
+            "/api/v1/webhooks/{id}",
+            "/api/v1/webhooks/{id}/deliveries",
+            "/api/v1/charging/records",
+            "/api/v1/charging/totals",
+            "/api/v1/charging/catalogue",
+            "/api/v1/audit",
+        ] {
+            assert!(doc.paths.paths.contains_key(path), "{path} is documented");
+        }
+        let schemas = doc.components.map(|c| c.schemas).unwrap_or_default();
+        for schema in [
+            "EventView",
+            "EventPage",
+            "WebhookView",
+            "CreatedWebhook",
+            "ChargeView",
+            "ChargeTotalView",
+            "AuditView",
+        ] {
+            assert!(schemas.contains_key(schema), "{schema}");
+        }
+    }
 }
