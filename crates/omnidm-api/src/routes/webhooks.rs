@@ -61,6 +61,9 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events read per subscription and round.
 const EVENTS_PER_ROUND: u32 = 100;
 
+/// Rounds one subscription may run back to back before yielding its slot.
+const ROUNDS_PER_TURN: usize = 10;
+
 /// Most devices a subscription may name.
 const MAX_DEVICES: usize = 1000;
 
@@ -585,7 +588,7 @@ pub(crate) async fn deliver_forever<S: WsiStore>(api: Api<S>, mut stop: watch::R
             let api = api.clone();
             let client = client.clone();
             let task = tasks.spawn(async move {
-                if let Err(e) = deliver_round(&api, &client, sub).await {
+                if let Err(e) = deliver_rounds(&api, &client, sub).await {
                     tracing::warn!(subscription = %id, detail = %e.detail, "webhook delivery round failed");
                 }
                 drop(permit);
@@ -633,18 +636,38 @@ async fn device_in_group<S: WsiStore>(
     })
 }
 
+/// Rounds for one subscription while it has a backlog (bounded, so that a long backlog
+/// does not hold a slot forever), re-reading it between rounds to notice a disable.
+async fn deliver_rounds<S: WsiStore>(
+    api: &Api<S>,
+    client: &reqwest::Client,
+    mut sub: Subscription,
+) -> ApiResult<()> {
+    for _ in 0..ROUNDS_PER_TURN {
+        if !deliver_round(api, client, sub.clone()).await? {
+            return Ok(());
+        }
+        match api.store.get_subscription(sub.id).await? {
+            Some(s) if s.enabled => sub = s,
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// One round for one subscription: its next events, delivered in order until one fails.
+/// True if a full page was handled without failure (more may follow at once).
 async fn deliver_round<S: WsiStore>(
     api: &Api<S>,
     client: &reqwest::Client,
     sub: Subscription,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     let store = &api.store;
     let Some(owner) = store.get_app(&sub.spec.app_id).await? else {
-        return Ok(()); // deleted with its subscriptions
+        return Ok(false); // deleted with its subscriptions
     };
     if owner.disabled {
-        return Ok(()); // held: resumes when the application is enabled again
+        return Ok(false); // held: resumes when the application is enabled again
     }
     let group = match &sub.spec.group {
         None => None,
@@ -652,7 +675,7 @@ async fn deliver_round<S: WsiStore>(
             Some(g) => Some(g),
             None => {
                 disable(store, &sub, format!("group {g} was deleted")).await?;
-                return Ok(());
+                return Ok(false);
             }
         },
     };
@@ -667,6 +690,7 @@ async fn deliver_round<S: WsiStore>(
     let events = store
         .list_events(sub.spec.cursor, &filter, EVENTS_PER_ROUND)
         .await?;
+    let full = events.len() >= EVENTS_PER_ROUND as usize;
     let mut vis = EventVisibility::of(api, &owner.id, owner.role == Role::Admin).await?;
     let mut groups: HashMap<DeviceId, bool> = HashMap::new();
     let mut cursor = sub.spec.cursor;
@@ -733,7 +757,7 @@ async fn deliver_round<S: WsiStore>(
                 .await?;
             metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "failed")
                 .increment(1);
-            return Ok(());
+            return Ok(false);
         }
     }
     if cursor != recorded {
@@ -750,7 +774,7 @@ async fn deliver_round<S: WsiStore>(
             )
             .await?;
     }
-    Ok(())
+    Ok(full)
 }
 
 /// Where a subscription stands after its `failures`-th consecutive failure at `at`.
