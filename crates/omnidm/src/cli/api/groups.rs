@@ -27,7 +27,11 @@ pub enum GroupsCommand {
         )]
         is_static: bool,
         /// Initial member (repeat for more).
-        #[arg(long, value_name = "DEVICE", requires = "is_static")]
+        #[arg(
+            long,
+            value_name = "DEVICE",
+            conflicts_with_all = ["filter_manufacturer", "filter_model", "filter_firmware", "filter_tag"]
+        )]
         member: Vec<String>,
         /// Members: devices reporting this manufacturer.
         #[arg(long, value_name = "NAME")]
@@ -265,5 +269,6 @@ mod tests {
         assert!(parse(&["create", "g"]).is_err());
         assert!(parse(&["create", "g", "--static", "--filter-model", "X"]).is_err());
         assert!(parse(&["create", "g", "--filter-model", "X", "--member", "d"]).is_err());
+        assert!(parse(&["create", "g", "--member", "d"]).is_err());
     }
 }

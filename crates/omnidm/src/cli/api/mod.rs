@@ -646,7 +646,7 @@ mod tests {
         assert_eq!(cell(&v, "none"), "-");
         assert_eq!(cell(&v, "missing"), "-");
         assert_eq!(
-            rows(&[v.clone()], &["id", "n"]),
+            rows(std::slice::from_ref(&v), &["id", "n"]),
             vec![vec!["a".to_owned(), "3".to_owned()]]
         );
         assert_eq!(
