@@ -25,6 +25,8 @@ use super::Outcome;
 
 /// Where the API key comes from when neither `--key`, `--key-file` nor `OMNIDM_API_KEY` says.
 const DEFAULT_KEY_FILE: &str = "./omnidm-data/admin.key";
+/// The API listener of `omnidm serve` when neither `--url` nor `OMNIDM_API_URL` says.
+const DEFAULT_URL: &str = "http://127.0.0.1:8701";
 /// Environment variable holding the API key.
 const KEY_ENV: &str = "OMNIDM_API_KEY";
 
@@ -40,14 +42,9 @@ pub struct ApiArgs {
 /// How to reach and authenticate to the API (valid after any subcommand).
 #[derive(Debug, Clone, clap::Args)]
 struct Connection {
-    /// Base URL of the server's API listener.
-    #[arg(
-        long,
-        env = "OMNIDM_API_URL",
-        default_value = "http://127.0.0.1:8701",
-        global = true
-    )]
-    url: String,
+    /// Base URL of the server's API listener [default: http://127.0.0.1:8701].
+    #[arg(long, value_name = "URL", env = "OMNIDM_API_URL", global = true)]
+    url: Option<String>,
     /// API key (`omk_…`); the default is $OMNIDM_API_KEY, then --key-file.
     #[arg(long, value_name = "KEY", global = true, conflicts_with = "key_file")]
     key: Option<String>,
@@ -141,7 +138,8 @@ fn read_key_file(file: &Path, defaulted: bool) -> anyhow::Result<String> {
              the server's data directory or point --key-file at <data-dir>/admin.key)",
             file.display()
         ),
-        Err(e) => Err(e).with_context(|| format!("{}: cannot read the key file", file.display())),
+        // The cause inline, not chained: the generic "not found" hint (stdin) does not apply.
+        Err(e) => bail!("{}: cannot read the key file: {e}", file.display()),
     }
 }
 
@@ -266,14 +264,11 @@ pub struct Client {
 
 impl Client {
     fn new(conn: &Connection) -> anyhow::Result<Client> {
-        let base = Url::parse(&conn.url).with_context(|| {
-            format!(
-                "--url {:?}: expected a URL such as http://127.0.0.1:8701",
-                conn.url
-            )
-        })?;
+        let url = conn.url.as_deref().unwrap_or(DEFAULT_URL);
+        let base = Url::parse(url)
+            .with_context(|| format!("--url {url:?}: expected a URL such as {DEFAULT_URL}"))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            bail!("--url {:?}: use an http:// or https:// URL", conn.url);
+            bail!("--url {url:?}: use an http:// or https:// URL");
         }
         let key = resolve_key(conn, std::env::var(KEY_ENV).ok())?;
         let http = reqwest::Client::builder()
@@ -525,7 +520,7 @@ pub fn object_lines(value: &Value) -> Vec<String> {
                     walk(&key, v, out);
                 }
             }
-            other => out.push(format!("{prefix}: {}", render(other))),
+            other => out.push(format!("{prefix}: {}", render(other)).trim_end().to_owned()),
         }
     }
     let mut out = Vec::new();
@@ -565,7 +560,7 @@ mod tests {
 
     fn conn(key: Option<&str>, key_file: Option<&str>) -> Connection {
         Connection {
-            url: "http://127.0.0.1:8701".into(),
+            url: None,
             key: key.map(str::to_owned),
             key_file: key_file.map(PathBuf::from),
             json: false,
@@ -653,6 +648,34 @@ mod tests {
             object_lines(&v),
             vec!["id: a", "info.model: M", "n: 3", "none: -", "tags: x,y"]
         );
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::{CommandFactory as _, Parser as _};
+        crate::cli::Cli::command().debug_assert();
+        let parse = |args: &str| {
+            crate::cli::Cli::try_parse_from(std::iter::once("omnidm").chain(args.split(' ')))
+        };
+        // Connection options go anywhere after `api`.
+        assert!(parse("api apps list --json --url http://h:1 --key omk_x").is_ok());
+        assert!(parse("api --json ops show 3 --wait 5").is_ok());
+        // Usage errors (exit code 2 from clap).
+        for bad in [
+            "api apps list --key k --key-file f",
+            "api charging export --csv --json",
+            "api ops submit get:./X",
+            "api ops submit --device d --group g get:./X",
+            "api grants create app --group g --allow frob --subtree ./X",
+            "api grants create app --group g --allow get",
+            "api devices add d --auth md5",
+        ] {
+            let err = parse(bad).err();
+            assert!(
+                err.as_ref().is_some_and(|e| e.exit_code() == 2),
+                "{bad}: {err:?}"
+            );
+        }
     }
 
     #[test]
