@@ -201,6 +201,10 @@ impl Problem {
                 "the key's application lacks the role or a grant for this; an admin can add one \
                  with `omnidm api grants create`",
             ),
+            404 if self.detail.starts_with("no such endpoint") => Some(
+                "the server does not offer this endpoint; it may run an older omnidm than this \
+                 CLI (`omnidm --version` on both)",
+            ),
             429 => Some("rate limit or daily quota reached; retry later"),
             500.. => Some("a server-side failure; check the server log and retry"),
             _ => None,
