@@ -499,15 +499,31 @@ pub fn print_items(
         eprintln!("{empty}");
         return Ok(());
     }
-    let present: Vec<(&str, &str)> = columns
-        .iter()
-        .copied()
-        .filter(|(_, key)| items.iter().any(|i| i.get(key).is_some()))
-        .collect();
-    let keys: Vec<&str> = present.iter().map(|(_, k)| *k).collect();
-    let headers: Vec<&str> = present.iter().map(|(h, _)| *h).collect();
+    let (headers, keys) = table_columns(&items, columns);
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     super::local::print_table(&headers, &rows(&items, &keys));
     Ok(())
+}
+
+/// The `(HEADER, key)` columns present in some item; when none is (an API newer than this
+/// CLI), every top-level field of the first item, so the table is never empty.
+fn table_columns(items: &[Value], columns: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+    let present: Vec<(String, String)> = columns
+        .iter()
+        .filter(|(_, key)| items.iter().any(|i| i.get(key).is_some()))
+        .map(|(h, k)| ((*h).to_owned(), (*k).to_owned()))
+        .collect();
+    let present = if present.is_empty() {
+        items
+            .first()
+            .and_then(Value::as_object)
+            .map(|o| o.keys().map(|k| (k.to_uppercase(), k.clone())).collect())
+            .unwrap_or_default()
+    } else {
+        present
+    };
+    present.into_iter().unzip()
 }
 
 /// `key: value` lines of an object, nested objects as `outer.inner`.
@@ -680,6 +696,27 @@ mod tests {
                 "{bad}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn table_columns_fall_back_to_fields() {
+        let items = [json!({"id":1,"url":"u"}), json!({"id":2})];
+        let (h, k) = table_columns(&items, &[("ID", "id"), ("URL", "url"), ("X", "x")]);
+        assert_eq!(
+            (h, k),
+            (
+                vec!["ID".into(), "URL".into()],
+                vec!["id".into(), "url".into()]
+            )
+        );
+        let (h, k) = table_columns(&items, &[("X", "x")]);
+        assert_eq!(
+            (h, k),
+            (
+                vec!["ID".into(), "URL".into()],
+                vec!["id".into(), "url".into()]
+            )
+        );
     }
 
     #[test]
