@@ -170,9 +170,7 @@ impl HttpClient {
             req = req.header(CONTENT_TYPE, "application/json");
         }
         let body = request.body.clone().unwrap_or_default();
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| bad(e.to_string()))?;
+        let req = req.body(Full::new(body)).map_err(|e| bad(e.to_string()))?;
         self.send(uri, req).await
     }
 

@@ -447,19 +447,31 @@ async fn authorize_all<S: WsiStore>(
     if bulk {
         for (id, group) in &grants.groups {
             if group.kind == GroupKind::Static {
-                static_members.insert(id, all_members(&api.store, group).await?.into_iter().collect());
+                static_members.insert(
+                    id,
+                    all_members(&api.store, group).await?.into_iter().collect(),
+                );
             }
         }
     }
     for id in devices {
-        let device = api.store.get_device(id).await?.ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+        let device = api
+            .store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
         let member_of: HashSet<omnidm_core::GroupId> = if bulk {
-            static_members.iter().filter(|(_, m)| m.contains(id)).map(|(g, _)| (*g).clone()).collect()
+            static_members
+                .iter()
+                .filter(|(_, m)| m.contains(id))
+                .map(|(g, _)| (*g).clone())
+                .collect()
         } else {
             crate::access::static_groups(&api.store, &grants, id).await?
         };
         let covering = grants.for_device(&device, &member_of);
-        omnidm_core::authorize(&caller.app.id, id.as_str(), &covering, &needs).map_err(|d| ApiError::forbidden(d.rule))?;
+        omnidm_core::authorize(&caller.app.id, id.as_str(), &covering, &needs)
+            .map_err(|d| ApiError::forbidden(d.rule))?;
     }
     Ok(())
 }
