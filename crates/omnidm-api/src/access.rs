@@ -26,7 +26,14 @@ pub struct AppGrants {
     pub grants: Vec<Grant>,
     /// Their groups, by id (a grant on a deleted group is gone with it).
     pub groups: HashMap<GroupId, Group>,
+    /// Static-group memberships looked up while these grants are cached (the same TTL, and
+    /// dropped with them when a group or its members change): a busy application reading one
+    /// device's tree pays the membership query once per TTL, not per request.
+    memberships: Mutex<HashMap<DeviceId, HashSet<GroupId>>>,
 }
+
+/// Most memberships remembered per application (beyond it, lookups are not cached).
+const MAX_MEMBERSHIPS: usize = 50_000;
 
 impl AppGrants {
     /// True if some grant names a static group (membership needs a store read).
@@ -91,7 +98,11 @@ impl GrantCache {
                 groups.insert(g.group.clone(), group);
             }
         }
-        let loaded = Arc::new(AppGrants { grants, groups });
+        let loaded = Arc::new(AppGrants {
+            grants,
+            groups,
+            memberships: Mutex::default(),
+        });
         if let Ok(mut m) = self.entries.lock() {
             m.insert(
                 app.clone(),
@@ -146,7 +157,16 @@ pub async fn static_groups<S: WsiStore>(
     if !grants.needs_membership() {
         return Ok(HashSet::new());
     }
-    Ok(store.static_groups_of(device).await?.into_iter().collect())
+    if let Some(known) = grants.memberships.lock().ok().and_then(|m| m.get(device).cloned()) {
+        return Ok(known);
+    }
+    let groups: HashSet<GroupId> = store.static_groups_of(device).await?.into_iter().collect();
+    if let Ok(mut m) = grants.memberships.lock()
+        && m.len() < MAX_MEMBERSHIPS
+    {
+        m.insert(device.clone(), groups.clone());
+    }
+    Ok(groups)
 }
 
 /// The grants of `caller` on `device` (nothing to load for admins).

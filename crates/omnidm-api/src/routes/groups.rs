@@ -264,6 +264,7 @@ async fn add_members<S: WsiStore>(
         .map(|d| device_id(d))
         .collect::<ApiResult<Vec<_>>>()?;
     api.store.add_group_members(&group.id, &devices).await?;
+    api.shared.grants.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 
