@@ -157,7 +157,12 @@ pub async fn static_groups<S: WsiStore>(
     if !grants.needs_membership() {
         return Ok(HashSet::new());
     }
-    if let Some(known) = grants.memberships.lock().ok().and_then(|m| m.get(device).cloned()) {
+    if let Some(known) = grants
+        .memberships
+        .lock()
+        .ok()
+        .and_then(|m| m.get(device).cloned())
+    {
         return Ok(known);
     }
     let groups: HashSet<GroupId> = store.static_groups_of(device).await?.into_iter().collect();

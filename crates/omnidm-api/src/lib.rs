@@ -29,3 +29,15 @@ mod visibility;
 pub mod wire;
 
 pub use state::{Api, ApiOptions};
+
+/// Parses a JSON command list as `POST /operations` does (schema, paths, formats, nesting):
+/// the entry point of the `wsi_commands` fuzz target.
+pub fn parse_commands(json: &[u8]) -> Result<Vec<omnidm_core::OpCommand>, problem::ApiError> {
+    let commands: Vec<dto::CommandDto> = wire::parse_json(json)?;
+    commands.iter().map(|c| c.to_core(0)).collect()
+}
+
+/// The API's JSON form of a core command (inverse of [`parse_commands`] for one command).
+pub fn render_command(command: &omnidm_core::OpCommand) -> impl serde::Serialize + use<> {
+    dto::CommandDto::from_core(command)
+}
