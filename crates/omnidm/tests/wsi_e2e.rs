@@ -667,3 +667,123 @@ fn the_openapi_document_matches_what_the_server_does() {
     );
     server.stop();
 }
+
+#[test]
+fn the_event_stream_resumes_after_the_last_event_id() {
+    let data = DataDir::new("wsi-sse");
+    let server = Server::start(&data);
+    let api = Api::new(&server, &data);
+    let open = |last: Option<&str>| {
+        let mut s = TcpStream::connect(api.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let resume = last
+            .map(|l| format!("Last-Event-ID: {l}\r\n"))
+            .unwrap_or_default();
+        write!(s, "GET /api/v1/events/stream?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n{resume}\r\n", api.admin).unwrap();
+        s
+    };
+    // Reads the stream until `n` events have arrived; returns (id, type) pairs.
+    let read_events = |s: &mut TcpStream, n: usize| {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events: Vec<(String, String)> = text
+                .split("\n\n")
+                .filter_map(|block| {
+                    let field = |name: &str| {
+                        block
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .map(|v| v.trim().to_owned())
+                    };
+                    Some((field("id:")?, field("event:")?))
+                })
+                .collect();
+            if events.len() >= n || Instant::now() > deadline {
+                return events;
+            }
+            let k = s.read(&mut buf).unwrap_or(0);
+            text.push_str(&String::from_utf8_lossy(&buf[..k]));
+        }
+    };
+    let mut stream = open(None);
+    for i in 0..3 {
+        let r = api.admin(
+            "POST",
+            "/api/v1/devices",
+            Some(json!({"id": format!("IMEI:{i}")})),
+        );
+        assert_eq!(r.status, 201, "{}", r.raw);
+    }
+    let first = read_events(&mut stream, 3);
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(
+        first.iter().all(|(_, t)| t == "device.registered"),
+        "{first:?}"
+    );
+    drop(stream);
+    // Reconnecting with the first event's id delivers exactly the two after it.
+    let mut again = open(Some(&first[0].0));
+    let rest = read_events(&mut again, 2);
+    assert_eq!(rest, first[1..].to_vec());
+    server.stop();
+}
+
+#[test]
+fn the_cli_drives_the_api() {
+    let data = DataDir::new("wsi-cli");
+    let server = Server::start(&data);
+    let url = format!("http://{}", server.api);
+    let key_file = data.0.join("admin.key");
+    let api_cli = |args: &[&str]| {
+        std::process::Command::new(support::BIN)
+            .args([
+                "api",
+                "--url",
+                &url,
+                "--key-file",
+                key_file.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ok(api_cli(&["apps", "create", "cli-app", "--json"]));
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert!(created["key"]["key"].as_str().unwrap().starts_with("omk_"));
+    ok(api_cli(&[
+        "devices",
+        "add",
+        "IMEI:42",
+        "--client-secret",
+        "c",
+        "--server-secret",
+        "s",
+    ]));
+    let listed: Value = serde_json::from_str(&ok(api_cli(&["devices", "list", "--json"]))).unwrap();
+    assert!(listed.to_string().contains("IMEI:42"), "{listed}");
+    let human = ok(api_cli(&["devices", "list"]));
+    assert!(human.contains("IMEI:42"), "{human}");
+    // A denial prints the problem and exits non-zero.
+    let denied = std::process::Command::new(support::BIN)
+        .args([
+            "api",
+            "--url",
+            &url,
+            "--key",
+            created["key"]["key"].as_str().unwrap(),
+            "devices",
+            "show",
+            "IMEI:42",
+        ])
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        err.contains("403") && err.contains("no grant of cli-app"),
+        "{err}"
+    );
+    server.stop();
+}
