@@ -104,6 +104,12 @@ pub fn check_if_match(headers: &HeaderMap, current: &str) -> Result<(), ApiError
     }
 }
 
+/// A JSON response carrying its strong ETag.
+pub fn with_etag<T: Serialize>(view: &T) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (etag_header(&etag_of(view)), axum::Json(view)).into_response()
+}
+
 /// An ETag header value.
 pub fn etag_header(etag: &str) -> [(header::HeaderName, HeaderValue); 1] {
     [(

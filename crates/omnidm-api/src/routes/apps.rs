@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use omnidm_core::{
     AppId, Application, GrantId, GroupId, KeyId, NewGrant, Role, SubtreePattern, Timestamp,
@@ -19,7 +19,7 @@ use crate::dto::{
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::idempotency::{IdemJson, created};
 use crate::state::Api;
-use crate::wire::{Json, Path, Query, check_if_match, etag_header, etag_of, now};
+use crate::wire::{Json, Path, Query, check_if_match, etag_of, now, with_etag};
 
 pub(crate) fn routes<S: WsiStore>() -> Router<Api<S>> {
     Router::new()
@@ -190,7 +190,7 @@ async fn get_app<S: WsiStore>(
     caller.require_self_or_admin(&app_id(&app)?)?;
     let app = load_app(&api, &app).await?;
     let view = AppView::from(&app);
-    Ok((etag_header(&etag_of(&view)), axum::Json(view)).into_response())
+    Ok(with_etag(&view))
 }
 
 /// Edits an application (admin). `If-Match` makes the edit conditional.
@@ -234,7 +234,7 @@ async fn patch_app<S: WsiStore>(
     api.store.update_app(&app).await?;
     api.shared.keys.forget_app(&app.id);
     let view = AppView::from(&app);
-    Ok((etag_header(&etag_of(&view)), axum::Json(view)).into_response())
+    Ok(with_etag(&view))
 }
 
 /// Deletes an application with its keys, grants and webhooks (admin).

@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use omnidm_core::{
     ClientAuth, Device, DeviceFilter, DeviceId, DmAccount, NewDevice, NodePath, Protocol, WsiStore,
@@ -21,8 +21,8 @@ use crate::routes::groups::device_id;
 use crate::routes::idempotency::{IdemJson, created};
 use crate::state::Api;
 use crate::wire::{
-    Json, Path, Query, check_if_match, decode_cursor, encode_cursor, etag_header, etag_of, now,
-    page_limit,
+    Json, Path, Query, check_if_match, decode_cursor, encode_cursor, etag_of, now, page_limit,
+    with_etag,
 };
 
 pub(crate) fn routes<S: WsiStore>() -> Router<Api<S>> {
@@ -261,7 +261,7 @@ async fn get_device<S: WsiStore>(
     Path(device): Path<String>,
 ) -> ApiResult<Response> {
     let view = DeviceView::from(&visible_device(&api, &caller, &device).await?);
-    Ok((etag_header(&etag_of(&view)), axum::Json(view)).into_response())
+    Ok(with_etag(&view))
 }
 
 /// Edits tags, quirk profile or DM account (admin); `If-Match` makes it conditional.
@@ -295,7 +295,7 @@ async fn patch_device<S: WsiStore>(
     }
     api.store.update_device(&device).await?;
     let view = DeviceView::from(&device);
-    Ok((etag_header(&etag_of(&view)), axum::Json(view)).into_response())
+    Ok(with_etag(&view))
 }
 
 /// Removes a device with its tree cache and operations (admin).

@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use omnidm_core::{DeviceFilter, DeviceId, Group, GroupId, GroupKind, WsiStore};
 use utoipa::OpenApi;
@@ -15,8 +15,8 @@ use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::idempotency::{IdemJson, created};
 use crate::state::Api;
 use crate::wire::{
-    Json, Path, Query, check_if_match, decode_cursor, encode_cursor, etag_header, etag_of, now,
-    page_limit,
+    Json, Path, Query, check_if_match, decode_cursor, encode_cursor, etag_of, now, page_limit,
+    with_etag,
 };
 
 pub(crate) fn routes<S: WsiStore>() -> Router<Api<S>> {
@@ -184,7 +184,7 @@ async fn get_group<S: WsiStore>(
     Path(group): Path<String>,
 ) -> ApiResult<Response> {
     let view = GroupView::from(&visible_group(&api, &caller, &group).await?);
-    Ok((etag_header(&etag_of(&view)), axum::Json(view)).into_response())
+    Ok(with_etag(&view))
 }
 
 /// Edits a group's description or filter (admin); `If-Match` makes it conditional.
@@ -218,7 +218,7 @@ async fn patch_group<S: WsiStore>(
     api.store.update_group(&group).await?;
     api.shared.grants.clear();
     let view = GroupView::from(&group);
-    Ok((etag_header(&etag_of(&view)), axum::Json(view)).into_response())
+    Ok(with_etag(&view))
 }
 
 /// Deletes a group and the grants on it (admin).
