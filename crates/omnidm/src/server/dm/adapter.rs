@@ -38,6 +38,13 @@ struct Held {
     outcomes: BTreeMap<Vec<u32>, CommandOutcome>,
 }
 
+/// What an accepted command changes in the tree cache.
+#[derive(Debug, Default)]
+struct TreeChange {
+    write: Option<TreeEntry>,
+    delete: Option<NodePath>,
+}
+
 /// Everything a live session must turn into store writes when it ends.
 #[derive(Debug)]
 pub struct Ledger {
@@ -58,6 +65,9 @@ pub struct Ledger {
     deletes: HashMap<CommandTag, NodePath>,
     /// Nodes deleted in this session (dropped from the cache with their subtrees).
     tree_deleted: Vec<NodePath>,
+    /// Accepted changes inside a top-level Atomic (operation, index), applied when the Atomic
+    /// itself succeeds.
+    atomic_changes: HashMap<(usize, u32), Vec<TreeChange>>,
     /// Session-level events for the event log (start, end, generic alerts, auth failures).
     events: Vec<NewEvent>,
     next_tag: CommandTag,
@@ -79,6 +89,7 @@ impl Ledger {
             writes: HashMap::new(),
             deletes: HashMap::new(),
             tree_deleted: Vec::new(),
+            atomic_changes: HashMap::new(),
             events: Vec::new(),
             next_tag: 1,
         };
@@ -194,15 +205,55 @@ impl Ledger {
     }
 
     /// The device answered `tag` with `status`: an accepted write or delete updates the cache.
+    /// Inside an Atomic the change waits for the Atomic's own status: a failed Atomic is
+    /// rolled back on the device even where its children said 200.
     fn settle_tree(&mut self, tag: CommandTag, status: u16, now: Timestamp) {
         let accepted = omnidm_core::status::is_success(status);
-        if let Some(mut entry) = self.writes.remove(&tag).filter(|_| accepted) {
-            entry.updated_at = now;
-            self.tree.insert(entry.path.to_string(), entry);
+        let write = self.writes.remove(&tag).filter(|_| accepted);
+        let delete = self.deletes.remove(&tag).filter(|_| accepted);
+        let Some(slot) = self.tags.get(&tag).cloned() else {
+            return;
+        };
+        let top = slot.index.first().map(|i| (slot.op, *i));
+        let in_atomic = slot.index.len() > 1
+            && top.is_some_and(|(op, i)| {
+                matches!(
+                    self.held
+                        .get(op)
+                        .and_then(|h| h.op.commands.get(i as usize)),
+                    Some(OpCommand::Atomic(_))
+                )
+            });
+        let change = TreeChange { write, delete };
+        if in_atomic {
+            if let Some(top) = top {
+                self.atomic_changes.entry(top).or_default().push(change);
+            }
+            return;
         }
-        if let Some(path) = self.deletes.remove(&tag).filter(|_| accepted) {
+        if slot.index.len() == 1 {
+            // A top-level Atomic's status settles what its children changed.
+            let held = self
+                .atomic_changes
+                .remove(&(slot.op, slot.index[0]))
+                .unwrap_or_default();
+            if accepted {
+                for c in held {
+                    self.apply_change(c, now);
+                }
+            }
+        }
+        self.apply_change(change, now);
+    }
+
+    fn apply_change(&mut self, change: TreeChange, now: Timestamp) {
+        if let Some(path) = change.delete {
             self.tree.retain(|_, e| !path.contains(&e.path));
             self.tree_deleted.push(path);
+        }
+        if let Some(mut entry) = change.write {
+            entry.updated_at = now;
+            self.tree.insert(entry.path.to_string(), entry);
         }
     }
 
@@ -656,6 +707,63 @@ mod tests {
     }
 
     #[test]
+    fn accepted_writes_and_deletes_reach_the_tree_cache() {
+        let ops = vec![op(
+            8,
+            vec![
+                OpCommand::Replace {
+                    path: path("./Vendor/Greeting"),
+                    value: TypedValue::string("hello"),
+                },
+                OpCommand::Atomic(vec![OpCommand::Replace {
+                    path: path("./Vendor/Inside"),
+                    value: TypedValue::int(1),
+                }]),
+                OpCommand::Delete {
+                    path: path("./Vendor/Old"),
+                },
+                OpCommand::Replace {
+                    path: path("./Vendor/Refused"),
+                    value: TypedValue::int(2),
+                },
+            ],
+        )];
+        let mut ledger = Ledger::new(
+            DeviceId::new("IMEI:1").unwrap(),
+            SessionId("n:1".into()),
+            ops,
+        );
+        let cmds = ledger.commands(Timestamp(1));
+        let DmCommand::Atomic(inner) = &cmds[1].1 else {
+            panic!("atomic expected")
+        };
+        let inner_tag = inner[0].0;
+        ledger.apply(&status(cmds[0].0, 200), Timestamp(2));
+        ledger.apply(&status(inner_tag, 200), Timestamp(2));
+        let before = ledger.outcome(Timestamp(2), false);
+        assert!(
+            !before
+                .tree
+                .iter()
+                .any(|e| e.path == path("./Vendor/Inside")),
+            "an Atomic's child waits for the Atomic"
+        );
+        ledger.apply(&status(cmds[1].0, 200), Timestamp(3));
+        ledger.apply(&status(cmds[2].0, 200), Timestamp(3));
+        ledger.apply(&status(cmds[3].0, 405), Timestamp(3));
+        let outcome = ledger.outcome(Timestamp(4), true);
+        let cached: BTreeMap<String, Option<String>> = outcome
+            .tree
+            .iter()
+            .map(|e| (e.path.to_string(), e.value.clone()))
+            .collect();
+        assert_eq!(cached["./Vendor/Greeting"].as_deref(), Some("hello"));
+        assert_eq!(cached["./Vendor/Inside"].as_deref(), Some("1"));
+        assert!(!cached.contains_key("./Vendor/Refused"));
+        assert_eq!(outcome.tree_deleted, vec![path("./Vendor/Old")]);
+    }
+
+    #[test]
     fn commands_are_tagged_and_outcomes_land_on_their_index() {
         let ops = vec![op(
             7,
@@ -727,7 +835,12 @@ mod tests {
         );
         assert_eq!(by_index[&vec![1]].status, 507);
         assert_eq!(by_index[&vec![1, 1]].status, 404);
-        assert_eq!(outcome.tree.len(), 1, "the Get's result is cached");
+        assert_eq!(
+            outcome.tree.len(),
+            1,
+            "the Get's result is cached; the Replace inside the failed Atomic is not"
+        );
+        assert!(outcome.tree_deleted.is_empty());
     }
 
     #[test]
