@@ -202,19 +202,27 @@ async fn select_device(
     row.as_ref().map(device_from_row).transpose()
 }
 
+/// Records a contact, and with `nonces` the next session's nonces in the same UPDATE (as
+/// `set_nonces_tx` would, NotFound for a device without DM account).
 async fn record_contact_tx(
     conn: &mut Conn,
     id: &DeviceId,
     info: &DeviceInfo,
     now: Timestamp,
+    nonces: Option<&Nonces>,
 ) -> Result<Device, StoreError> {
     let mut d = select_device(conn, id, true)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+    if nonces.is_some() && d.dm.is_none() {
+        return Err(StoreError::NotFound(format!("DM account of device {id}")));
+    }
     d.record_contact(info, now);
     sqlx::query(
         "UPDATE devices SET manufacturer = $2, model = $3, firmware_version = $4, info = $5, \
-         first_seen = $6, last_seen = $7, session_count = $8 WHERE id = $1",
+         first_seen = $6, last_seen = $7, session_count = $8, \
+         dm_client_nonce = COALESCE($9, dm_client_nonce), \
+         dm_server_nonce = COALESCE($10, dm_server_nonce) WHERE id = $1",
     )
     .bind(id.as_str())
     .bind(d.info.manufacturer.clone())
@@ -224,9 +232,15 @@ async fn record_contact_tx(
     .bind(d.first_seen.map(Timestamp::millis))
     .bind(d.last_seen.map(Timestamp::millis))
     .bind(to_i64(d.session_count))
+    .bind(nonces.map(|n| n.client_nonce.clone()))
+    .bind(nonces.map(|n| n.server_nonce.clone()))
     .execute(&mut *conn)
     .await
     .map_err(db)?;
+    if let (Some(n), Some(dm)) = (nonces, d.dm.as_mut()) {
+        dm.client_nonce = n.client_nonce.clone();
+        dm.server_nonce = n.server_nonce.clone();
+    }
     Ok(d)
 }
 
@@ -405,6 +419,7 @@ async fn claim_tx(
     device: &DeviceId,
     session: &SessionId,
     now: Timestamp,
+    set_sent: Option<&str>,
 ) -> Result<Vec<Operation>, StoreError> {
     // The lifecycle function is the authority; the SQL below encodes this one transition.
     OpState::Queued
@@ -415,9 +430,10 @@ async fn claim_tx(
         })?;
     let sql = format!(
         "UPDATE operations SET state = 'in_session', session = $1, attempts = attempts + 1, \
-         updated_at = $2 WHERE state = 'queued' AND id IN (SELECT id FROM operations \
+         updated_at = $2{} WHERE state = 'queued' AND id IN (SELECT id FROM operations \
          WHERE device_id = $3 AND state = 'queued' AND (expires_at IS NULL OR expires_at > $2) \
-         ORDER BY id{SKIP_LOCKED}) RETURNING {OP_COLS}"
+         ORDER BY id{SKIP_LOCKED}) RETURNING {OP_COLS}",
+        set_sent.map_or(String::new(), |e| format!(", sent = {e}"))
     );
     let rows = sqlx::query(&sql)
         .bind(session.0.clone())
@@ -500,13 +516,13 @@ async fn release_tx(
 async fn apply_outcome_tx(
     conn: &mut Conn,
     o: &SessionOutcome,
-    report: &mut RecoveryReport,
 ) -> Result<(), StoreError> {
-    if let Some(info) = &o.contact {
-        record_contact_tx(conn, &o.device_id, info, o.now).await?;
-    }
-    if let Some(n) = &o.nonces {
-        set_nonces_tx(conn, &o.device_id, n).await?;
+    match (&o.contact, &o.nonces) {
+        (Some(info), nonces) => {
+            record_contact_tx(conn, &o.device_id, info, o.now, nonces.as_ref()).await?;
+        }
+        (None, Some(n)) => set_nonces_tx(conn, &o.device_id, n).await?,
+        (None, None) => {}
     }
     for p in &o.tree_deleted {
         delete_tree_tx(conn, &o.device_id, p).await?;
@@ -532,8 +548,47 @@ async fn apply_outcome_tx(
             )));
         }
     }
-    if o.ended {
-        release_tx(conn, &o.session, o.now, report).await?;
+    Ok(())
+}
+
+/// Releases every ended session of `outcomes` (after all of them were applied): the
+/// operations they still hold go through the recovery rule, found with one read per chunk
+/// of sessions instead of one per session. A session's operations are its own, so the order
+/// across sessions does not matter.
+async fn release_ended_tx(
+    conn: &mut Conn,
+    outcomes: &[SessionOutcome],
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let ended: std::collections::HashMap<&str, Timestamp> = outcomes
+        .iter()
+        .filter(|o| o.ended)
+        .map(|o| (o.session.0.as_str(), o.now))
+        .collect();
+    let sessions: Vec<&str> = ended.keys().copied().collect();
+    for chunk in sessions.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!(
+            "SELECT {OP_COLS} FROM operations WHERE state = 'in_session' AND session IN ("
+        ));
+        let mut list = qb.separated(", ");
+        for s in chunk {
+            list.push_bind(*s);
+        }
+        qb.push(format!(") ORDER BY id{FOR_UPDATE}"));
+        let rows = qb.build().fetch_all(&mut *conn).await.map_err(db)?;
+        for r in &rows {
+            let mut op = op_from_row(r)?;
+            let Some(now) = op.session.as_ref().and_then(|s| ended.get(s.0.as_str())) else {
+                continue;
+            };
+            match recover_interrupted(&mut op, *now) {
+                Recovery::NotInSession => continue,
+                Recovery::Requeued { .. } => report.requeued.push(op.id),
+                Recovery::Finished => report.finished.push(op.id),
+                Recovery::Failed { .. } => report.failed.push(op.id),
+            }
+            save_op(conn, &op).await?;
+        }
     }
     Ok(())
 }
@@ -634,7 +689,7 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<Device, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let d = record_contact_tx(&mut tx, id, info, now).await?;
+        let d = record_contact_tx(&mut tx, id, info, now, None).await?;
         tx.commit().await.map_err(db)?;
         Ok(d)
     }
@@ -735,7 +790,7 @@ impl Store for ThisStore {
             return Ok(Vec::new());
         }
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let ops = claim_tx(&mut tx, device, session, now).await?;
+        let ops = claim_tx(&mut tx, device, session, now, None).await?;
         tx.commit().await.map_err(db)?;
         Ok(ops)
     }
@@ -746,8 +801,13 @@ impl Store for ThisStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Vec<Operation>, StoreError> {
+        if let Some(all_sent) = ALL_SENT {
+            // One statement, atomic on its own: claimed and recorded as sent.
+            let mut conn = self.writer().acquire().await.map_err(db)?;
+            return claim_tx(&mut conn, device, session, now, Some(all_sent)).await;
+        }
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let mut ops = claim_tx(&mut tx, device, session, now).await?;
+        let mut ops = claim_tx(&mut tx, device, session, now, None).await?;
         for op in &mut ops {
             let all: Vec<usize> = (0..op.commands.len()).collect();
             op.mark_sent(&all);
@@ -882,8 +942,9 @@ impl Store for ThisStore {
         let mut report = RecoveryReport::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
         for o in outcomes {
-            apply_outcome_tx(&mut tx, o, &mut report).await?;
+            apply_outcome_tx(&mut tx, o).await?;
         }
+        release_ended_tx(&mut tx, outcomes, &mut report).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }

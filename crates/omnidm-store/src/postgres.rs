@@ -12,6 +12,8 @@ type ThisStore = PgStore;
 const FOR_UPDATE: &str = " FOR UPDATE";
 /// Claims skip rows another node is claiming instead of waiting for them.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+/// `Operation::sent` is written by `save_op` after the claim.
+const ALL_SENT: Option<&str> = None;
 
 /// PostgreSQL store: one pool, row locks for read-modify-write, `SKIP LOCKED` claims.
 #[derive(Clone, Debug)]
