@@ -457,7 +457,22 @@ async fn apply_progress(
     now: Timestamp,
 ) -> Result<Operation, StoreError> {
     let mut op = lock_op(conn, id).await?;
-    held_by(&op, session)?;
+    progress(&mut op, session, sent, outcomes, finish, now)?;
+    save_op(conn, &op).await?;
+    Ok(op)
+}
+
+/// What `apply_progress` does to the operation, in memory.
+fn progress(
+    op: &mut Operation,
+    session: &SessionId,
+    sent: &[usize],
+    outcomes: Vec<CommandOutcome>,
+    finish: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let id = op.id;
+    held_by(op, session)?;
     if let Some(&bad) = sent.iter().find(|&&i| i >= op.commands.len()) {
         return Err(StoreError::Invalid(format!("operation {id} has no command {bad}")));
     }
@@ -469,8 +484,7 @@ async fn apply_progress(
         op.merge_outcomes(outcomes);
         op.updated_at = now;
     }
-    save_op(conn, &op).await?;
-    Ok(op)
+    Ok(())
 }
 
 /// Applies the recovery rule to in-session operations: all of them (`filter == None`), or
@@ -513,40 +527,156 @@ async fn release_tx(
     recover_where(conn, Some(("session = $1", session.0.clone())), now, report).await
 }
 
-async fn apply_outcome_tx(
-    conn: &mut Conn,
-    o: &SessionOutcome,
-) -> Result<(), StoreError> {
-    match (&o.contact, &o.nonces) {
-        (Some(info), nonces) => {
-            record_contact_tx(conn, &o.device_id, info, o.now, nonces.as_ref()).await?;
+/// Applies a batch of session outcomes, in order, with a few multi-row statements for the
+/// whole batch (each statement is a round trip, a thread hand-off on SQLite): devices and
+/// operations are read once, changed in memory outcome after outcome exactly as the
+/// one-outcome helpers would (`record_contact_tx`, `set_nonces_tx`, `apply_progress`), and
+/// written back once. Tree changes stay per outcome (deletes before upserts).
+async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Result<(), StoreError> {
+    use std::collections::{HashMap, HashSet};
+    // Devices with a contact to record: read, changed in memory, written once.
+    let ids: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.contact.is_some())
+        .map(|o| o.device_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut devices: HashMap<String, Device> = HashMap::new();
+    for chunk in ids.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {DEVICE_COLS} FROM devices WHERE id IN ("));
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
         }
-        (None, Some(n)) => set_nonces_tx(conn, &o.device_id, n).await?,
-        (None, None) => {}
-    }
-    for p in &o.tree_deleted {
-        delete_tree_tx(conn, &o.device_id, p).await?;
-    }
-    if !o.tree.is_empty() {
-        upsert_tree_tx(conn, &o.device_id, &o.tree).await?;
-    }
-    for p in &o.operations {
-        let op = apply_progress(
-            conn,
-            &o.session,
-            p.id,
-            &p.sent,
-            p.outcomes.clone(),
-            p.finished,
-            o.now,
-        )
-        .await?;
-        if op.device_id != o.device_id {
-            return Err(StoreError::Invalid(format!(
-                "operation {} belongs to {}, not {}",
-                op.id, op.device_id, o.device_id
-            )));
+        qb.push(format!("){FOR_UPDATE}"));
+        for r in &qb.build().persistent(false).fetch_all(&mut *conn).await.map_err(db)? {
+            let d = device_from_row(r)?;
+            devices.insert(d.id.as_str().to_owned(), d);
         }
+    }
+    // Operations with progress: the same.
+    let op_ids: Vec<i64> = outcomes
+        .iter()
+        .flat_map(|o| o.operations.iter().map(|p| to_i64(p.id.0)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut ops: HashMap<OperationId, Operation> = HashMap::new();
+    for chunk in op_ids.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {OP_COLS} FROM operations WHERE id IN ("));
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        qb.push(format!("){FOR_UPDATE}"));
+        for r in &qb.build().persistent(false).fetch_all(&mut *conn).await.map_err(db)? {
+            let op = op_from_row(r)?;
+            ops.insert(op.id, op);
+        }
+    }
+    let mut devices_changed: Vec<String> = Vec::new();
+    let mut ops_changed: Vec<OperationId> = Vec::new();
+    for o in outcomes {
+        let id = &o.device_id;
+        match (&o.contact, &o.nonces, devices.get_mut(id.as_str())) {
+            (Some(_), _, None) => return Err(StoreError::NotFound(format!("device {id}"))),
+            (None, Some(n), None) => set_nonces_tx(conn, id, n).await?,
+            (contact, nonces, Some(d)) => {
+                if let Some(n) = nonces {
+                    let dm = d.dm.as_mut().ok_or_else(|| {
+                        StoreError::NotFound(format!("DM account of device {id}"))
+                    })?;
+                    dm.client_nonce = n.client_nonce.clone();
+                    dm.server_nonce = n.server_nonce.clone();
+                }
+                if let Some(info) = contact {
+                    d.record_contact(info, o.now);
+                }
+                if contact.is_some() || nonces.is_some() {
+                    devices_changed.push(id.as_str().to_owned());
+                }
+            }
+            (None, None, None) => {}
+        }
+        for p in &o.tree_deleted {
+            delete_tree_tx(conn, id, p).await?;
+        }
+        if !o.tree.is_empty() {
+            upsert_tree_tx(conn, id, &o.tree).await?;
+        }
+        for p in &o.operations {
+            let op = ops
+                .get_mut(&p.id)
+                .ok_or_else(|| StoreError::NotFound(format!("operation {}", p.id)))?;
+            progress(op, &o.session, &p.sent, p.outcomes.clone(), p.finished, o.now)?;
+            if op.device_id != *id {
+                return Err(StoreError::Invalid(format!(
+                    "operation {} belongs to {}, not {id}",
+                    op.id, op.device_id
+                )));
+            }
+            ops_changed.push(op.id);
+        }
+    }
+    // Write back: one multi-row UPDATE per chunk (`VALUES` columns are column1, column2, …
+    // in both SQLite and PostgreSQL).
+    devices_changed.sort();
+    devices_changed.dedup();
+    let devices_changed: Vec<&Device> =
+        devices_changed.iter().filter_map(|id| devices.get(id)).collect();
+    for chunk in devices_changed.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new("UPDATE devices SET manufacturer = v.column2, \
+             model = v.column3, firmware_version = v.column4, info = v.column5, \
+             first_seen = v.column6, last_seen = v.column7, session_count = v.column8, \
+             dm_client_nonce = COALESCE(v.column9, dm_client_nonce), \
+             dm_server_nonce = COALESCE(v.column10, dm_server_nonce) FROM (");
+        let mut err = None;
+        qb.push_values(chunk, |mut b, d| {
+            let dm = d.dm.as_ref();
+            let info = to_json(&d.info).map_err(|e| err = Some(e)).unwrap_or_default();
+            b.push_bind(d.id.as_str().to_owned())
+                .push_bind(d.info.manufacturer.clone())
+                .push_bind(d.info.model.clone())
+                .push_bind(d.info.firmware_version.clone())
+                .push_bind(info)
+                .push_bind(d.first_seen.map(Timestamp::millis))
+                .push_bind(d.last_seen.map(Timestamp::millis))
+                .push_bind(to_i64(d.session_count))
+                .push_bind(dm.map(|a| a.client_nonce.clone()))
+                .push_bind(dm.map(|a| a.server_nonce.clone()));
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        qb.push(") AS v WHERE devices.id = v.column1");
+        qb.build().persistent(false).execute(&mut *conn).await.map_err(db)?;
+    }
+    ops_changed.sort();
+    ops_changed.dedup();
+    let ops_changed: Vec<&Operation> = ops_changed.iter().filter_map(|id| ops.get(id)).collect();
+    for chunk in ops_changed.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new("UPDATE operations SET state = v.column2, \
+             outcomes = v.column3, sent = v.column4, session = v.column5, updated_at = v.column6, \
+             attempts = v.column7 FROM (");
+        let mut err = None;
+        qb.push_values(chunk, |mut b, op| {
+            let mut json = |r: Result<String, StoreError>| r.map_err(|e| err = Some(e)).unwrap_or_default();
+            let outcomes = json(to_json(&op.outcomes));
+            let sent = json(to_json(&op.sent));
+            b.push_bind(to_i64(op.id.0))
+                .push_bind(op.state.as_str())
+                .push_bind(outcomes)
+                .push_bind(sent)
+                .push_bind(op.session.as_ref().map(|s| s.0.clone()))
+                .push_bind(op.updated_at.millis())
+                .push_bind(i64::from(op.attempts));
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        qb.push(") AS v WHERE operations.id = v.column1");
+        qb.build().persistent(false).execute(&mut *conn).await.map_err(db)?;
     }
     Ok(())
 }
@@ -575,7 +705,7 @@ async fn release_ended_tx(
             list.push_bind(*s);
         }
         qb.push(format!(") ORDER BY id{FOR_UPDATE}"));
-        let rows = qb.build().fetch_all(&mut *conn).await.map_err(db)?;
+        let rows = qb.build().persistent(false).fetch_all(&mut *conn).await.map_err(db)?;
         for r in &rows {
             let mut op = op_from_row(r)?;
             let Some(now) = op.session.as_ref().and_then(|s| ended.get(s.0.as_str())) else {
@@ -941,9 +1071,7 @@ impl Store for ThisStore {
     ) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        for o in outcomes {
-            apply_outcome_tx(&mut tx, o).await?;
-        }
+        apply_outcomes_tx(&mut tx, outcomes).await?;
         release_ended_tx(&mut tx, outcomes, &mut report).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
