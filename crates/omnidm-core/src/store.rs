@@ -223,6 +223,24 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Operation>, StoreError>> + Send;
 
+    /// [`claim_to_send`](Self::claim_to_send) for several sessions at once (a driver batching
+    /// the claims of concurrent sessions): one result per `(device, session)`, in order. A
+    /// device named twice gets its operations in its first entry. The default claims one
+    /// after the other.
+    fn claim_to_send_many(
+        &self,
+        claims: &[(DeviceId, SessionId)],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Vec<Operation>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(claims.len());
+            for (device, session) in claims {
+                out.push(self.claim_to_send(device, session, now).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Records top-level commands as sent (before or as they go on the wire).
     fn mark_sent(
         &self,

@@ -947,6 +947,74 @@ impl Store for ThisStore {
         Ok(ops)
     }
 
+    async fn claim_to_send_many(
+        &self,
+        claims: &[(DeviceId, SessionId)],
+        now: Timestamp,
+    ) -> Result<Vec<Vec<Operation>>, StoreError> {
+        let Some(all_sent) = ALL_SENT else {
+            // PostgreSQL: one claim after the other (each skips rows locked by others).
+            let mut out = Vec::with_capacity(claims.len());
+            for (device, session) in claims {
+                out.push(self.claim_to_send(device, session, now).await?);
+            }
+            return Ok(out);
+        };
+        OpState::Queued
+            .check_transition(OpState::InSession)
+            .map_err(|source| StoreError::IllegalTransition {
+                id: OperationId(0),
+                source,
+            })?;
+        // One UPDATE for all the devices (each once: its first session gets its operations).
+        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, (device, _)) in claims.iter().enumerate() {
+            first.entry(device.as_str()).or_insert(i);
+        }
+        let mut out: Vec<Vec<Operation>> = vec![Vec::new(); claims.len()];
+        let unique: Vec<usize> = {
+            let mut u: Vec<usize> = first.values().copied().collect();
+            u.sort_unstable();
+            u
+        };
+        let mut conn = self.writer().acquire().await.map_err(db)?;
+        for chunk in unique.chunks(TREE_CHUNK) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE operations SET state = 'in_session', session = v.column2, \
+                 attempts = attempts + 1, updated_at = ",
+            );
+            qb.push_bind(now.millis());
+            qb.push(format!(", sent = {all_sent} FROM ("));
+            qb.push_values(chunk, |mut b, &i| {
+                let (device, session) = &claims[i];
+                b.push_bind(device.as_str().to_owned())
+                    .push_bind(session.0.clone());
+            });
+            qb.push(
+                ") AS v WHERE operations.device_id = v.column1 AND operations.state = 'queued' \
+                 AND (operations.expires_at IS NULL OR operations.expires_at > ",
+            );
+            qb.push_bind(now.millis());
+            qb.push(format!(") RETURNING {OP_COLS}"));
+            let rows = qb
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+            for r in &rows {
+                let op = op_from_row(r)?;
+                if let Some(&i) = first.get(op.device_id.as_str()) {
+                    out[i].push(op);
+                }
+            }
+        }
+        for ops in &mut out {
+            ops.sort_by_key(|o| o.id);
+        }
+        Ok(out)
+    }
+
     async fn mark_sent(
         &self,
         id: OperationId,

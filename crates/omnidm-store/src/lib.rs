@@ -167,6 +167,13 @@ impl Store for AnyStore {
     ) -> Result<Vec<Operation>, StoreError> {
         dispatch!(self.claim_to_send(device, session, now))
     }
+    async fn claim_to_send_many(
+        &self,
+        claims: &[(DeviceId, SessionId)],
+        now: Timestamp,
+    ) -> Result<Vec<Vec<Operation>>, StoreError> {
+        dispatch!(self.claim_to_send_many(claims, now))
+    }
     async fn mark_sent(
         &self,
         id: OperationId,

@@ -145,6 +145,7 @@ suite!(
     async_reports_amend_finished_operations,
     device_for_session_tells_whether_work_is_queued,
     claim_to_send_records_every_command_as_sent,
+    claim_to_send_many_claims_each_device_once,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1295,6 +1296,56 @@ async fn claim_to_send_records_every_command_as_sent(b: &Backend) {
             .await
             .unwrap()
             .is_empty()
+    );
+    s.close().await;
+}
+
+/// Claims of several sessions in one call: each device's operations go to its (first)
+/// session, recorded as sent; a device with nothing queued gets nothing.
+async fn claim_to_send_many_claims_each_device_once(b: &Backend) {
+    let s = b.open().await;
+    for d in ["dev-a", "dev-b", "dev-c"] {
+        add_device(&s, d).await;
+    }
+    let get = || {
+        vec![
+            OpCommand::Get {
+                path: path("./DevInfo/Mod"),
+            },
+            OpCommand::Get {
+                path: path("./DevInfo/Man"),
+            },
+        ]
+    };
+    let a1 = submit(&s, "dev-a", get()).await;
+    let a2 = submit(&s, "dev-a", get()).await;
+    let b1 = submit(&s, "dev-b", get()).await;
+    let claims = vec![
+        (did("dev-b"), sess("node1:b")),
+        (did("dev-c"), sess("node1:c")),
+        (did("dev-a"), sess("node1:a")),
+        (did("dev-a"), sess("node1:a2")),
+    ];
+    let got = s.claim_to_send_many(&claims, t(1)).await.unwrap();
+    assert_eq!(got.len(), 4);
+    let ids = |v: &Vec<Operation>| v.iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(ids(&got[0]), vec![b1.id]);
+    assert!(got[1].is_empty());
+    assert_eq!(ids(&got[2]), vec![a1.id, a2.id]);
+    assert!(got[3].is_empty(), "a device is claimed once");
+    for o in [a1.id, a2.id, b1.id] {
+        let stored = op(&s, o).await;
+        assert_eq!(stored.state, OpState::InSession);
+        assert_eq!(stored.sent, vec![true, true]);
+        assert_eq!(stored.attempts, 1);
+    }
+    assert_eq!(op(&s, a1.id).await.session, Some(sess("node1:a")));
+    assert!(
+        s.claim_to_send_many(&claims, t(2))
+            .await
+            .unwrap()
+            .iter()
+            .all(Vec::is_empty)
     );
     s.close().await;
 }

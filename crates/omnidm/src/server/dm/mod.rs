@@ -20,7 +20,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use omnidm_core::{ClientAuth, DmAccount, NewDevice, OpFilter, OpState, OperationId, Protocol};
+use omnidm_core::{
+    ClientAuth, DmAccount, NewDevice, OpFilter, OpState, Operation, OperationId, Protocol,
+};
 use omnidm_core::{
     Device, DeviceId, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp,
 };
@@ -53,6 +55,10 @@ struct Inner {
     /// several for PostgreSQL so that its connections keep working in parallel; a device
     /// always goes to the same committer, so its outcomes stay in order.
     committers: Vec<mpsc::Sender<Pending>>,
+    /// SQLite: claims of concurrent sessions go through one claimer, which makes one
+    /// statement of all the claims waiting (the single writer would otherwise take them one
+    /// by one). PostgreSQL claims directly, on its many connections.
+    claimer: Option<mpsc::Sender<PendingClaim>>,
     config: ServerConfig,
     /// Prefix of every session id this process creates, so a restarting node recovers its own
     /// sessions only (several nodes may share one PostgreSQL database).
@@ -85,6 +91,40 @@ type Pending = (
     SessionOutcome,
     oneshot::Sender<Result<RecoveryReport, StoreError>>,
 );
+
+/// A claim waiting for the claimer.
+type PendingClaim = (
+    (DeviceId, SessionId, Timestamp),
+    oneshot::Sender<Result<Vec<Operation>, StoreError>>,
+);
+
+/// Group claim: takes every claim waiting (up to [`MAX_BATCH`]) and makes them in one store
+/// call ([`Store::claim_to_send_many`]); the latest timestamp of the batch stands for all
+/// (they were taken within one batch's wait). If the batch fails, its claims are retried one
+/// by one.
+async fn group_claim(store: AnyStore, mut rx: mpsc::Receiver<PendingClaim>) {
+    let mut batch: Vec<PendingClaim> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (claims, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let now = claims.iter().map(|c| c.2).max().unwrap_or_else(now_ts);
+        let pairs: Vec<(DeviceId, SessionId)> = claims
+            .iter()
+            .map(|(d, s, _)| (d.clone(), s.clone()))
+            .collect();
+        match store.claim_to_send_many(&pairs, now).await {
+            Ok(results) => {
+                for (tx, ops) in waiters.into_iter().zip(results) {
+                    let _ = tx.send(Ok(ops));
+                }
+            }
+            Err(_) => {
+                for ((device, session, stamp), tx) in claims.into_iter().zip(waiters) {
+                    let _ = tx.send(store.claim_to_send(&device, &session, stamp).await);
+                }
+            }
+        }
+    }
+}
 
 /// Most outcomes written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -184,10 +224,16 @@ impl DmEndpoint {
                 tx
             })
             .collect();
+        let claimer = matches!(store, AnyStore::Sqlite(_)).then(|| {
+            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(group_claim(store.clone(), rx));
+            tx
+        });
         Self {
             inner: Arc::new(Inner {
                 store,
                 committers,
+                claimer,
                 config,
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
@@ -454,8 +500,6 @@ impl DmEndpoint {
         // The claimed commands all go into the next reply: recorded as sent in the claim's own
         // transaction, before that reply leaves (nothing unsafe is ever sent twice).
         match self
-            .inner
-            .store
             .claim_to_send(&live.device_id, &live.session_id, stamp)
             .await
         {
@@ -469,6 +513,26 @@ impl DmEndpoint {
                 tracing::error!(device = %live.device_id, error = %e, "cannot enqueue a command");
             }
         }
+    }
+
+    /// Claims through the claimer when there is one.
+    async fn claim_to_send(
+        &self,
+        device: &DeviceId,
+        session: &SessionId,
+        stamp: Timestamp,
+    ) -> Result<Vec<Operation>, StoreError> {
+        if let Some(claimer) = &self.inner.claimer {
+            let (tx, rx) = oneshot::channel();
+            let request = ((device.clone(), session.clone(), stamp), tx);
+            // If the claimer is gone (shutdown), claim directly.
+            if claimer.send(request).await.is_ok() {
+                return rx.await.unwrap_or_else(|_| {
+                    Err(StoreError::Backend("the group claimer stopped".into()))
+                });
+            }
+        }
+        self.inner.store.claim_to_send(device, session, stamp).await
     }
 
     /// Applies pending engine events to the ledger; true when the session ended.
