@@ -268,19 +268,38 @@ async fn upsert_tree_tx(
     id: &DeviceId,
     entries: &[TreeEntry],
 ) -> Result<(), StoreError> {
-    // One row per path (last wins): PostgreSQL refuses to update a row twice in one INSERT.
+    let rows: Vec<_> = tree_rows(entries)
+        .into_iter()
+        .map(|(path, row)| ((id.as_str(), path), row))
+        .collect();
+    upsert_tree_rows(conn, &rows, &format!("device {id}")).await
+}
+
+/// One row per path (last wins): PostgreSQL refuses to update a row twice in one INSERT.
+fn tree_rows(entries: &[TreeEntry]) -> BTreeMap<String, (i64, &TreeEntry)> {
     let mut rows: BTreeMap<String, (i64, &TreeEntry)> = BTreeMap::new();
     for e in entries {
         let p = e.path.without_query();
         rows.insert(p.to_string(), (to_i64(p.depth() as u64), e));
     }
-    let rows: Vec<_> = rows.into_iter().collect();
+    rows
+}
+
+/// A tree row: (device, path) and (depth, entry).
+type TreeRow<'a> = ((&'a str, String), (i64, &'a TreeEntry));
+
+/// Tree rows keyed by (device, path), each once, in one INSERT per chunk.
+async fn upsert_tree_rows(
+    conn: &mut Conn,
+    rows: &[TreeRow<'_>],
+    parent: &str,
+) -> Result<(), StoreError> {
     for chunk in rows.chunks(TREE_CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO tree_nodes (device_id, path, depth, format, mime_type, value, updated_at) ",
         );
-        qb.push_values(chunk, |mut b, (path, (depth, e))| {
-            b.push_bind(id.as_str().to_owned())
+        qb.push_values(chunk, |mut b, ((id, path), (depth, e))| {
+            b.push_bind((*id).to_owned())
                 .push_bind(path.clone())
                 .push_bind(*depth)
                 .push_bind(e.format.as_str())
@@ -294,10 +313,12 @@ async fn upsert_tree_tx(
              format = excluded.format, mime_type = excluded.mime_type, value = excluded.value, \
              updated_at = excluded.updated_at WHERE excluded.updated_at >= tree_nodes.updated_at",
         );
-        qb.build()
-            .execute(&mut *conn)
+        let q = qb.build();
+        // The batch's statement text varies with its size: not cached.
+        let q = if rows.len() > 1 { q.persistent(false) } else { q };
+        q.execute(&mut *conn)
             .await
-            .map_err(|e| db_keyed(e, "tree node", &format!("device {id}")))?;
+            .map_err(|e| db_keyed(e, "tree node", parent))?;
     }
     Ok(())
 }
@@ -577,6 +598,9 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
     }
     let mut devices_changed: Vec<String> = Vec::new();
     let mut ops_changed: Vec<OperationId> = Vec::new();
+    // Without deletes in the batch, all tree changes are one upsert.
+    let merge_trees = outcomes.iter().all(|o| o.tree_deleted.is_empty());
+    let mut trees: BTreeMap<(&str, String), (i64, &TreeEntry)> = BTreeMap::new();
     for o in outcomes {
         let id = &o.device_id;
         match (&o.contact, &o.nonces, devices.get_mut(id.as_str())) {
@@ -599,11 +623,28 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
             }
             (None, None, None) => {}
         }
-        for p in &o.tree_deleted {
-            delete_tree_tx(conn, id, p).await?;
-        }
-        if !o.tree.is_empty() {
-            upsert_tree_tx(conn, id, &o.tree).await?;
+        if !merge_trees {
+            for p in &o.tree_deleted {
+                delete_tree_tx(conn, id, p).await?;
+            }
+            if !o.tree.is_empty() {
+                upsert_tree_tx(conn, id, &o.tree).await?;
+            }
+        } else {
+            // As one upsert after the other would: within an outcome the last entry for a
+            // path wins, across outcomes the newer (or, equally new, the later) one.
+            for (path, row) in tree_rows(&o.tree) {
+                match trees.entry((id.as_str(), path)) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(row);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut old) => {
+                        if row.1.updated_at >= old.get().1.updated_at {
+                            old.insert(row);
+                        }
+                    }
+                }
+            }
         }
         for p in &o.operations {
             let op = ops
@@ -618,6 +659,10 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
             }
             ops_changed.push(op.id);
         }
+    }
+    if !trees.is_empty() {
+        let rows: Vec<_> = trees.into_iter().collect();
+        upsert_tree_rows(conn, &rows, "device").await?;
     }
     // Write back: one multi-row UPDATE per chunk (`VALUES` columns are column1, column2, …
     // in both SQLite and PostgreSQL).

@@ -146,6 +146,7 @@ suite!(
     device_for_session_tells_whether_work_is_queued,
     claim_to_send_records_every_command_as_sent,
     claim_to_send_many_claims_each_device_once,
+    session_outcomes_batch_equals_one_after_the_other,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1348,4 +1349,66 @@ async fn claim_to_send_many_claims_each_device_once(b: &Backend) {
             .all(Vec::is_empty)
     );
     s.close().await;
+}
+
+/// A batch of outcomes (written with multi-row statements) ends as the same outcomes applied
+/// one after the other: two sessions of one device count twice, the newer tree observation
+/// wins, each session's operations finish or are released.
+async fn session_outcomes_batch_equals_one_after_the_other(b: &Backend) {
+    let s = b.open().await;
+    let one = add_device(&s, "IMEI:1").await.id;
+    let two = add_device(&s, "IMEI:2").await.id;
+    let done = submit(&s, "IMEI:1", vec![get("./DevInfo/Mod")]).await.id;
+    let left = submit(&s, "IMEI:2", vec![get("./DevInfo/Mod")]).await.id;
+    s.claim(&one, &sess("n:a"), t(1)).await.unwrap();
+    s.claim(&two, &sess("n:c"), t(1)).await.unwrap();
+    let outcome = |dev: &DeviceId, session: &str, now: i64| SessionOutcome {
+        device_id: dev.clone(),
+        session: sess(session),
+        now: t(now),
+        contact: Some(DeviceInfo {
+            model: Some(format!("M{now}")),
+            ..Default::default()
+        }),
+        nonces: None,
+        tree: vec![],
+        tree_deleted: vec![],
+        operations: vec![],
+        ended: true,
+    };
+    let mut a = outcome(&one, "n:a", 5);
+    a.tree = vec![entry("./X", "new", t(5)), entry("./Y", "a", t(5))];
+    a.operations = vec![OpProgress {
+        id: done,
+        sent: vec![0],
+        outcomes: vec![ok(0, t(5))],
+        finished: true,
+    }];
+    let mut b2 = outcome(&one, "n:b", 6);
+    b2.tree = vec![entry("./X", "old", t(4))];
+    b2.nonces = Some(Nonces {
+        client_nonce: b"c".to_vec(),
+        server_nonce: b"s".to_vec(),
+    });
+    let mut c = outcome(&two, "n:c", 7);
+    c.tree = vec![entry("./X", "two", t(7))];
+    let report = s.apply_session_outcomes(&[a, b2, c]).await.unwrap();
+    assert_eq!(report.requeued, vec![left], "n:c ended holding it");
+    let d1 = s.get_device(&one).await.unwrap().unwrap();
+    assert_eq!((d1.session_count, d1.last_seen), (2, Some(t(6))));
+    assert_eq!(d1.info.model.as_deref(), Some("M6"));
+    assert_eq!(d1.dm.unwrap().client_nonce, b"c".to_vec());
+    let d2 = s.get_device(&two).await.unwrap().unwrap();
+    assert_eq!(d2.session_count, 1);
+    let value = |v: Vec<TreeEntry>| v.first().and_then(|e| e.value.clone());
+    let x1 = s.read_tree(&one, &path("./X"), Some(0)).await.unwrap();
+    assert_eq!(
+        value(x1).as_deref(),
+        Some("new"),
+        "an older observation never wins"
+    );
+    let x2 = s.read_tree(&two, &path("./X"), Some(0)).await.unwrap();
+    assert_eq!(value(x2).as_deref(), Some("two"));
+    assert_eq!(op(&s, done).await.state, OpState::Succeeded);
+    assert_eq!(op(&s, left).await.state, OpState::Queued);
 }
