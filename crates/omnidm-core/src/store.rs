@@ -119,6 +119,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         id: &DeviceId,
     ) -> impl Future<Output = Result<Option<(Device, bool)>, StoreError>> + Send;
 
+    /// [`get_device_for_session`](Self::get_device_for_session) for several devices at once
+    /// (a driver batching the session starts of concurrent devices): one answer per id, in
+    /// order. The default reads one after the other.
+    fn get_devices_for_session(
+        &self,
+        ids: &[DeviceId],
+    ) -> impl Future<Output = Result<Vec<Option<(Device, bool)>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(self.get_device_for_session(id).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Devices matching `filter`, in id order, `limit` at most (0 = default 100), after the
     /// cursor `after`.
     fn list_devices(

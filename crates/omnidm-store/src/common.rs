@@ -801,6 +801,34 @@ impl Store for ThisStore {
         }
     }
 
+    async fn get_devices_for_session(
+        &self,
+        ids: &[DeviceId],
+    ) -> Result<Vec<Option<(Device, bool)>>, StoreError> {
+        let mut found: std::collections::HashMap<String, (Device, bool)> =
+            std::collections::HashMap::new();
+        for chunk in ids.chunks(TREE_CHUNK) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT {DEVICE_COLS}, EXISTS(SELECT 1 FROM operations o \
+                 WHERE o.device_id = devices.id AND o.state = 'queued') AS has_queued \
+                 FROM devices WHERE id IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            qb.push(")");
+            let q = qb.build();
+            // The statement text varies with the batch size: not cached.
+            let q = if chunk.len() > 1 { q.persistent(false) } else { q };
+            for r in &q.fetch_all(self.reader()).await.map_err(db)? {
+                let d = device_from_row(r)?;
+                found.insert(d.id.as_str().to_owned(), (d, get::<bool>(r, "has_queued")?));
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id.as_str()).cloned()).collect())
+    }
+
     async fn list_devices(
         &self,
         filter: &DeviceFilter,

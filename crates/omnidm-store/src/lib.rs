@@ -99,6 +99,12 @@ impl Store for AnyStore {
     ) -> Result<Option<(Device, bool)>, StoreError> {
         dispatch!(self.get_device_for_session(id))
     }
+    async fn get_devices_for_session(
+        &self,
+        ids: &[DeviceId],
+    ) -> Result<Vec<Option<(Device, bool)>>, StoreError> {
+        dispatch!(self.get_devices_for_session(ids))
+    }
     async fn list_devices(
         &self,
         filter: &DeviceFilter,

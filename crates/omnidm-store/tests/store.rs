@@ -147,6 +147,7 @@ suite!(
     claim_to_send_records_every_command_as_sent,
     claim_to_send_many_claims_each_device_once,
     session_outcomes_batch_equals_one_after_the_other,
+    devices_for_session_answer_each_id_in_order,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1411,4 +1412,29 @@ async fn session_outcomes_batch_equals_one_after_the_other(b: &Backend) {
     assert_eq!(value(x2).as_deref(), Some("two"));
     assert_eq!(op(&s, done).await.state, OpState::Succeeded);
     assert_eq!(op(&s, left).await.state, OpState::Queued);
+}
+
+/// The batched session-start read: one answer per id, in order (unknown ones `None`, a
+/// repeated id answered each time).
+async fn devices_for_session_answer_each_id_in_order(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    add_device(&s, "dev-b").await;
+    submit(&s, "dev-b", vec![get("./DevInfo/Mod")]).await;
+    let ids = [did("dev-b"), did("nobody"), did("dev-a"), did("dev-b")];
+    let got = s.get_devices_for_session(&ids).await.unwrap();
+    let seen: Vec<Option<(String, bool)>> = got
+        .into_iter()
+        .map(|f| f.map(|(d, q)| (d.id.as_str().to_owned(), q)))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            Some(("dev-b".to_owned(), true)),
+            None,
+            Some(("dev-a".to_owned(), false)),
+            Some(("dev-b".to_owned(), true)),
+        ]
+    );
+    assert!(s.get_devices_for_session(&[]).await.unwrap().is_empty());
 }

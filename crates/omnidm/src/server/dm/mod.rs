@@ -59,6 +59,9 @@ struct Inner {
     /// statement of all the claims waiting (the single writer would otherwise take them one
     /// by one). PostgreSQL claims directly, on its many connections.
     claimer: Option<mpsc::Sender<PendingClaim>>,
+    /// SQLite: the same for the read at session start (one statement for all the devices
+    /// that called in meanwhile, instead of a thread hand-off each).
+    reader: Option<mpsc::Sender<PendingRead>>,
     config: ServerConfig,
     /// Prefix of every session id this process creates, so a restarting node recovers its own
     /// sessions only (several nodes may share one PostgreSQL database).
@@ -120,6 +123,33 @@ async fn group_claim(store: AnyStore, mut rx: mpsc::Receiver<PendingClaim>) {
             Err(_) => {
                 for ((device, session, stamp), tx) in claims.into_iter().zip(waiters) {
                     let _ = tx.send(store.claim_to_send(&device, &session, stamp).await);
+                }
+            }
+        }
+    }
+}
+
+/// A session start waiting for the group reader.
+type PendingRead = (
+    DeviceId,
+    oneshot::Sender<Result<Option<(Device, bool)>, StoreError>>,
+);
+
+/// Group read: every session start waiting (up to [`MAX_BATCH`]) in one store call
+/// ([`Store::get_devices_for_session`]); if it fails, one by one.
+async fn group_read(store: AnyStore, mut rx: mpsc::Receiver<PendingRead>) {
+    let mut batch: Vec<PendingRead> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (ids, waiters): (Vec<DeviceId>, Vec<_>) = batch.drain(..).unzip();
+        match store.get_devices_for_session(&ids).await {
+            Ok(found) => {
+                for (tx, f) in waiters.into_iter().zip(found) {
+                    let _ = tx.send(Ok(f));
+                }
+            }
+            Err(_) => {
+                for (id, tx) in ids.iter().zip(waiters) {
+                    let _ = tx.send(store.get_device_for_session(id).await);
                 }
             }
         }
@@ -229,11 +259,17 @@ impl DmEndpoint {
             tokio::spawn(group_claim(store.clone(), rx));
             tx
         });
+        let reader = matches!(store, AnyStore::Sqlite(_)).then(|| {
+            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(group_read(store.clone(), rx));
+            tx
+        });
         Self {
             inner: Arc::new(Inner {
                 store,
                 committers,
                 claimer,
+                reader,
                 config,
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
@@ -371,7 +407,7 @@ impl DmEndpoint {
                 &format!("device id {device_id:?}: {e}"),
             )
         })?;
-        let (device, has_queued) = match self.inner.store.get_device_for_session(&id).await {
+        let (device, has_queued) = match self.device_for_session(&id).await {
             Ok(Some(found)) => found,
             Ok(None) if self.inner.open_enrolment.is_some() => (self.enrol(&id).await?, false),
             Ok(None) => {
@@ -513,6 +549,23 @@ impl DmEndpoint {
                 tracing::error!(device = %live.device_id, error = %e, "cannot enqueue a command");
             }
         }
+    }
+
+    /// The session-start read, through the group reader when there is one.
+    async fn device_for_session(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<(Device, bool)>, StoreError> {
+        if let Some(reader) = &self.inner.reader {
+            let (tx, rx) = oneshot::channel();
+            // If the reader is gone (shutdown), read directly.
+            if reader.send((id.clone(), tx)).await.is_ok() {
+                return rx.await.unwrap_or_else(|_| {
+                    Err(StoreError::Backend("the group reader stopped".into()))
+                });
+            }
+        }
+        self.inner.store.get_device_for_session(id).await
     }
 
     /// Claims through the claimer when there is one.
