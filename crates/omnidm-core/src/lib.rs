@@ -16,20 +16,38 @@
 //! depend on the core, not the other way round. Secrets are never held in plaintext: a
 //! [`DmAccount`] keeps only `b64(md5(name:secret))` keys.
 
+mod access;
+mod app;
+mod audit;
 mod device;
 mod error;
+mod event;
+mod job;
 mod operation;
 mod path;
 mod recovery;
 mod store;
 mod time;
 mod value;
+mod webhook;
+mod wsi_store;
 
+pub use access::{
+    Denial, Grant, GrantId, Group, GroupFilter, GroupId, GroupKind, Need, NewGrant, Permission,
+    SubtreePattern, authorize, grant_allows, needs_of,
+};
+pub use app::{ApiKey, AppId, Application, KeyId, Role, SlugError};
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use device::{
     ClientAuth, Device, DeviceFilter, DeviceId, DeviceIdError, DeviceInfo, DevicePage, DmAccount,
     NewDevice, Nonces, Protocol, dm_key,
 };
 pub use error::{StoreError, TransitionError};
+pub use event::{
+    ChargeFilter, ChargeKind, ChargeRecord, ChargeTotal, Event, EventFilter, EventId, EventKind,
+    NewCharge, NewEvent,
+};
+pub use job::{Job, JobCounts, JobId, JobTarget, NewJob};
 pub use operation::{
     CommandOutcome, NewOperation, NodeResult, OpCommand, OpFilter, OpState, Operation, OperationId,
     SessionId, UiAnswer, UiKind, UiPrompt, status,
@@ -39,3 +57,7 @@ pub use recovery::{Recovery, recover_interrupted};
 pub use store::{OpProgress, RecoveryReport, SessionOutcome, Store, TreeEntry};
 pub use time::Timestamp;
 pub use value::{TypedValue, ValueType};
+pub use webhook::{
+    Delivery, DeliveryProgress, NewSubscription, Subscription, SubscriptionId, backoff_millis,
+};
+pub use wsi_store::{IdempotentResponse, WsiStore};

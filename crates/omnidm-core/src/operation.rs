@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceId;
 use crate::error::TransitionError;
+use crate::job::JobId;
 use crate::path::NodePath;
 use crate::time::Timestamp;
 use crate::value::TypedValue;
@@ -363,6 +364,9 @@ pub struct Operation {
     pub session: Option<SessionId>,
     /// Times a session has claimed it.
     pub attempts: u32,
+    /// The job (API operation) this device operation was fanned out from, if any.
+    #[serde(default)]
+    pub job_id: Option<JobId>,
     /// Who submitted it (application id), for events and charging.
     pub submitted_by: Option<String>,
 }
@@ -380,6 +384,9 @@ pub struct NewOperation {
     pub notify: bool,
     /// Submitter.
     pub submitted_by: Option<String>,
+    /// The job it belongs to, if fanned out from one.
+    #[serde(default)]
+    pub job_id: Option<JobId>,
 }
 
 impl NewOperation {
@@ -391,6 +398,7 @@ impl NewOperation {
             expires_at: None,
             notify: false,
             submitted_by: None,
+            job_id: None,
         }
     }
 
@@ -410,6 +418,7 @@ impl NewOperation {
             sent: vec![false; n],
             session: None,
             attempts: 0,
+            job_id: self.job_id,
             submitted_by: self.submitted_by,
         }
     }
@@ -422,6 +431,8 @@ pub struct OpFilter {
     pub device_id: Option<DeviceId>,
     /// Only in this state.
     pub state: Option<OpState>,
+    /// Only those submitted with (or without) a request to notify the device.
+    pub notify: Option<bool>,
     /// Only ids greater than this (cursor).
     pub after: Option<OperationId>,
     /// Page size (0 = the store's default).

@@ -65,6 +65,10 @@ pub struct SessionOutcome {
     pub tree_deleted: Vec<NodePath>,
     /// Operation progress.
     pub operations: Vec<OpProgress>,
+    /// Events the adapter observed (session start and end, generic alerts), appended in
+    /// the same transaction as everything else; the store adds the events it derives itself
+    /// (device seen, operation state changes, command results).
+    pub events: Vec<crate::event::NewEvent>,
     /// The session is over: operations it still holds after `operations` are applied go
     /// through [`recover_interrupted`](crate::recover_interrupted).
     pub ended: bool,

@@ -84,6 +84,10 @@ fn op_from_row(r: &DbRow) -> Result<Operation, StoreError> {
         notify: get(r, "notify")?,
         attempts: u32::try_from(get::<i64>(r, "attempts")?).unwrap_or(u32::MAX),
         submitted_by: get(r, "submitted_by")?,
+        job_id: get::<Option<i64>>(r, "job_id")?
+            .map(|j| u64::try_from(j).map(omnidm_core::JobId))
+            .transpose()
+            .map_err(|_| corrupt("job id"))?,
     })
 }
 
@@ -413,8 +417,8 @@ async fn submit_tx(
         }
         let op = new.into_operation(OperationId(0), now);
         let sql = "INSERT INTO operations (device_id, state, commands, outcomes, sent, session, \
-                   created_at, updated_at, expires_at, notify, attempts, submitted_by) \
-                   VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, $7, $8, 0, $9) RETURNING id";
+                   created_at, updated_at, expires_at, notify, attempts, submitted_by, job_id) \
+                   VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, $7, $8, 0, $9, $10) RETURNING id";
         let row = sqlx::query(sql)
             .bind(op.device_id.as_str().to_owned())
             .bind(op.state.as_str())
@@ -425,6 +429,7 @@ async fn submit_tx(
             .bind(op.expires_at.map(Timestamp::millis))
             .bind(op.notify)
             .bind(op.submitted_by.clone())
+            .bind(op.job_id.map(|j| to_i64(j.0)))
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| db_keyed(e, "operation", &format!("device {}", op.device_id)))?;
@@ -552,8 +557,15 @@ async fn release_tx(
 /// whole batch (each statement is a round trip, a thread hand-off on SQLite): devices and
 /// operations are read once, changed in memory outcome after outcome exactly as the
 /// one-outcome helpers would (`record_contact_tx`, `set_nonces_tx`, `apply_progress`), and
-/// written back once. Tree changes stay per outcome (deletes before upserts).
-async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Result<(), StoreError> {
+/// written back once. Tree changes are one upsert when the batch deletes nothing, else per
+/// outcome (deletes before upserts). What each outcome derives (`device.seen`, state changes,
+/// command results and charges) goes to its own entry of `derived`, in the order the
+/// one-outcome helpers would derive it.
+async fn apply_outcomes_tx(
+    conn: &mut Conn,
+    outcomes: &[SessionOutcome],
+    derived: &mut [Derived],
+) -> Result<(), StoreError> {
     use std::collections::{HashMap, HashSet};
     // Devices with a contact to record: read, changed in memory, written once.
     let ids: Vec<&str> = outcomes
@@ -601,7 +613,7 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
     // Without deletes in the batch, all tree changes are one upsert.
     let merge_trees = outcomes.iter().all(|o| o.tree_deleted.is_empty());
     let mut trees: BTreeMap<(&str, String), (i64, &TreeEntry)> = BTreeMap::new();
-    for o in outcomes {
+    for (o, derived) in outcomes.iter().zip(derived.iter_mut()) {
         let id = &o.device_id;
         match (&o.contact, &o.nonces, devices.get_mut(id.as_str())) {
             (Some(_), _, None) => return Err(StoreError::NotFound(format!("device {id}"))),
@@ -616,6 +628,7 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
                 }
                 if let Some(info) = contact {
                     d.record_contact(info, o.now);
+                    derived.seen(d, o.now);
                 }
                 if contact.is_some() || nonces.is_some() {
                     devices_changed.push(id.as_str().to_owned());
@@ -657,6 +670,7 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
                     op.id, op.device_id
                 )));
             }
+            derived.progress(op, &p.outcomes, o.now);
             ops_changed.push(op.id);
         }
     }
@@ -730,11 +744,13 @@ async fn apply_outcomes_tx(conn: &mut Conn, outcomes: &[SessionOutcome]) -> Resu
 /// operations they still hold go through the recovery rule, found with one read per chunk
 /// of sessions instead of one per session. A session's operations are its own, so the order
 /// across sessions does not matter.
+/// Returns what was recovered, by session.
 async fn release_ended_tx(
     conn: &mut Conn,
     outcomes: &[SessionOutcome],
-    report: &mut RecoveryReport,
-) -> Result<(), StoreError> {
+) -> Result<std::collections::HashMap<String, RecoveryReport>, StoreError> {
+    let mut released: std::collections::HashMap<String, RecoveryReport> =
+        std::collections::HashMap::new();
     let ended: std::collections::HashMap<&str, Timestamp> = outcomes
         .iter()
         .filter(|o| o.ended)
@@ -756,7 +772,10 @@ async fn release_ended_tx(
             let Some(now) = op.session.as_ref().and_then(|s| ended.get(s.0.as_str())) else {
                 continue;
             };
-            match recover_interrupted(&mut op, *now) {
+            let session = op.session.clone().unwrap_or_else(|| SessionId(String::new()));
+            let recovery = recover_interrupted(&mut op, *now);
+            let report = released.entry(session.0).or_default();
+            match recovery {
                 Recovery::NotInSession => continue,
                 Recovery::Requeued { .. } => report.requeued.push(op.id),
                 Recovery::Finished => report.finished.push(op.id),
@@ -765,7 +784,7 @@ async fn release_ended_tx(
             save_op(conn, &op).await?;
         }
     }
-    Ok(())
+    Ok(released)
 }
 
 // --- the trait -----------------------------------------------------------------------------------
@@ -774,6 +793,7 @@ impl Store for ThisStore {
     async fn create_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         insert_device(&mut tx, device).await?;
+        write_derived(&mut tx, &registered_event(device)).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -877,12 +897,18 @@ impl Store for ThisStore {
     }
 
     async fn delete_device(&self, id: &DeviceId) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query("DELETE FROM devices WHERE id = $1")
             .bind(id.as_str().to_owned())
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        write_derived(&mut tx, &deleted_event(id)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn record_contact(
@@ -964,6 +990,9 @@ impl Store for ThisStore {
         }
         if let Some(s) = filter.state {
             qb.push(" AND state = ").push_bind(s.as_str());
+        }
+        if let Some(n) = filter.notify {
+            qb.push(" AND notify = ").push_bind(n);
         }
         if let Some(a) = filter.after {
             qb.push(" AND id > ").push_bind(to_i64(a.0));
@@ -1119,8 +1148,10 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        release_tx(&mut tx, session, now, &mut report).await?;
+        release_logged(&mut tx, session, now, &mut report, &mut derived).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
@@ -1128,9 +1159,13 @@ impl Store for ThisStore {
     async fn cancel(&self, id: OperationId, now: Timestamp) -> Result<Operation, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut op = lock_op(&mut tx, id).await?;
+        let from = op.state;
         op.transition(OpState::Cancelled, now)
             .map_err(|source| StoreError::IllegalTransition { id, source })?;
         save_op(&mut tx, &op).await?;
+        let mut derived = Derived::default();
+        derived.state_changed(&op, from, now);
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(op)
     }
@@ -1143,9 +1178,12 @@ impl Store for ThisStore {
     ) -> Result<Operation, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut op = lock_op(&mut tx, id).await?;
+        let mut derived = Derived::default();
+        derived.results(&op, &outcomes, now, false);
         op.merge_outcomes(outcomes);
         op.updated_at = now;
         save_op(&mut tx, &op).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(op)
     }
@@ -1157,20 +1195,25 @@ impl Store for ThisStore {
                 id: OperationId(0),
                 source,
             })?;
-        let rows = sqlx::query(
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let rows = sqlx::query(&format!(
             "UPDATE operations SET state = 'expired', session = NULL, updated_at = $1 \
-             WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 RETURNING id",
-        )
+             WHERE state = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 \
+             RETURNING {OP_COLS}"
+        ))
         .bind(now.millis())
-        .fetch_all(self.writer())
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        let mut ids = rows
-            .iter()
-            .map(|r| get::<i64>(r, "id").map(|i| OperationId(u64::try_from(i).unwrap_or(0))))
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.sort();
-        Ok(ids)
+        let mut ops = rows.iter().map(op_from_row).collect::<Result<Vec<_>, _>>()?;
+        ops.sort_by_key(|o| o.id);
+        let mut derived = Derived::default();
+        for op in &ops {
+            derived.state_changed(op, OpState::Queued, now);
+        }
+        write_derived(&mut tx, &derived).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ops.iter().map(|o| o.id).collect())
     }
 
     async fn queue_depth(&self, device: Option<&DeviceId>) -> Result<u64, StoreError> {
@@ -1191,17 +1234,22 @@ impl Store for ThisStore {
 
     async fn recover(&self, now: Timestamp) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        recover_where(&mut tx, None, now, &mut report).await?;
+        recover_where_logged(&mut tx, None, now, &mut report, &mut derived).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
 
     async fn recover_node(&self, node: &str, now: Timestamp) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
         let cond = "substr(session, 1, length($1)) = $1";
-        recover_where(&mut tx, Some((cond, node.to_owned())), now, &mut report).await?;
+        let filter = Some((cond, node.to_owned()));
+        recover_where_logged(&mut tx, filter, now, &mut report, &mut derived).await?;
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
@@ -1211,9 +1259,29 @@ impl Store for ThisStore {
         outcomes: &[SessionOutcome],
     ) -> Result<RecoveryReport, StoreError> {
         let mut report = RecoveryReport::default();
+        let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        apply_outcomes_tx(&mut tx, outcomes).await?;
-        release_ended_tx(&mut tx, outcomes, &mut report).await?;
+        // Per outcome, as one after the other would derive them: the adapter's events
+        // (`session.ended` last), `device.seen`, state changes, results and charges, then
+        // the state changes of what the session's release recovered.
+        let mut per: Vec<Derived> = outcomes.iter().map(|_| Derived::default()).collect();
+        apply_outcomes_tx(&mut tx, outcomes, &mut per).await?;
+        let mut released = release_ended_tx(&mut tx, outcomes).await?;
+        for (o, own) in outcomes.iter().zip(per) {
+            let (ended, first): (Vec<&NewEvent>, Vec<&NewEvent>) = o
+                .events
+                .iter()
+                .partition(|e| e.kind == EventKind::SessionEnded);
+            derived.events.extend(first.into_iter().cloned());
+            derived.events.extend(own.events);
+            derived.charges.extend(own.charges);
+            if o.ended {
+                let r = released.remove(o.session.0.as_str()).unwrap_or_default();
+                merge_recovered(&mut tx, r, o.now, &mut report, &mut derived).await?;
+            }
+            derived.events.extend(ended.into_iter().cloned());
+        }
+        write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(report)
     }

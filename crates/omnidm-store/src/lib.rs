@@ -1,4 +1,5 @@
-//! Persistence for omnidm: the [`omnidm_core::Store`] trait implemented on SQLite
+//! Persistence for omnidm: the [`omnidm_core::Store`] and [`omnidm_core::WsiStore`] traits
+//! implemented on SQLite
 //! ([`SqliteStore`], the embedded zero-configuration default) and PostgreSQL ([`PgStore`],
 //! for several server nodes on one database), plus [`AnyStore`], which picks one by URL.
 //!
@@ -8,7 +9,10 @@
 //! - runs each trait method as one transaction; claims are exclusive (SQLite: one writer
 //!   connection; PostgreSQL: `FOR UPDATE SKIP LOCKED`); a session's whole outcome — or many
 //!   sessions' — commits at once ([`omnidm_core::Store::apply_session_outcomes`]);
-//! - keeps the two backends from drifting: one source text (`common.rs`) compiled for both,
+//! - derives the event log and charging records (`wsi.rs`) inside the same transactions as
+//!   the changes they describe; event ids increase in commit order (readers' cursors);
+//! - keeps the two backends from drifting: one source text (`common.rs`, `wsi.rs`) compiled
+//!   for both,
 //!   with portable SQL (`$n` placeholders, `ON CONFLICT`, `RETURNING`), and one test suite
 //!   (`tests/store.rs`) run against both.
 //!
@@ -22,6 +26,12 @@ mod postgres;
 mod shared;
 mod sqlite;
 
+use omnidm_core::{
+    ApiKey, AppId, Application, AuditEntry, AuditFilter, ChargeFilter, ChargeRecord, ChargeTotal,
+    Delivery, DeliveryProgress, Event, EventFilter, EventId, Grant, GrantId, Group, GroupId,
+    IdempotentResponse, Job, JobCounts, JobId, KeyId, NewAudit, NewCharge, NewEvent, NewGrant,
+    NewJob, NewSubscription, OpState, Subscription, SubscriptionId, WsiStore,
+};
 use omnidm_core::{
     CommandOutcome, Device, DeviceFilter, DeviceId, DeviceInfo, DevicePage, NewOperation, NodePath,
     Nonces, OpFilter, Operation, OperationId, RecoveryReport, SessionId, SessionOutcome, Store,
@@ -233,5 +243,228 @@ impl Store for AnyStore {
         outcomes: &[SessionOutcome],
     ) -> Result<RecoveryReport, StoreError> {
         dispatch!(self.apply_session_outcomes(outcomes))
+    }
+}
+
+impl WsiStore for AnyStore {
+    async fn create_app(&self, app: &Application) -> Result<(), StoreError> {
+        dispatch!(self.create_app(app))
+    }
+    async fn get_app(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        dispatch!(self.get_app(id))
+    }
+    async fn list_apps(&self) -> Result<Vec<Application>, StoreError> {
+        dispatch!(self.list_apps())
+    }
+    async fn update_app(&self, app: &Application) -> Result<(), StoreError> {
+        dispatch!(self.update_app(app))
+    }
+    async fn delete_app(&self, id: &AppId) -> Result<bool, StoreError> {
+        dispatch!(self.delete_app(id))
+    }
+    async fn has_apps(&self) -> Result<bool, StoreError> {
+        dispatch!(self.has_apps())
+    }
+    async fn create_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        dispatch!(self.create_key(key))
+    }
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self.get_key(id))
+    }
+    async fn list_keys(&self, app: &AppId) -> Result<Vec<ApiKey>, StoreError> {
+        dispatch!(self.list_keys(app))
+    }
+    async fn revoke_key(&self, id: &KeyId, now: Timestamp) -> Result<ApiKey, StoreError> {
+        dispatch!(self.revoke_key(id, now))
+    }
+    async fn create_group(&self, group: &Group) -> Result<(), StoreError> {
+        dispatch!(self.create_group(group))
+    }
+    async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        dispatch!(self.get_group(id))
+    }
+    async fn list_groups(&self) -> Result<Vec<Group>, StoreError> {
+        dispatch!(self.list_groups())
+    }
+    async fn update_group(&self, group: &Group) -> Result<(), StoreError> {
+        dispatch!(self.update_group(group))
+    }
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        dispatch!(self.delete_group(id))
+    }
+    async fn add_group_members(
+        &self,
+        id: &GroupId,
+        devices: &[DeviceId],
+    ) -> Result<(), StoreError> {
+        dispatch!(self.add_group_members(id, devices))
+    }
+    async fn remove_group_members(
+        &self,
+        id: &GroupId,
+        devices: &[DeviceId],
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.remove_group_members(id, devices))
+    }
+    async fn list_group_members(
+        &self,
+        id: &GroupId,
+        after: Option<&DeviceId>,
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        dispatch!(self.list_group_members(id, after, limit))
+    }
+    async fn is_group_member(&self, id: &GroupId, device: &DeviceId) -> Result<bool, StoreError> {
+        dispatch!(self.is_group_member(id, device))
+    }
+    async fn static_groups_of(&self, device: &DeviceId) -> Result<Vec<GroupId>, StoreError> {
+        dispatch!(self.static_groups_of(device))
+    }
+    async fn create_grant(&self, grant: &NewGrant, now: Timestamp) -> Result<Grant, StoreError> {
+        dispatch!(self.create_grant(grant, now))
+    }
+    async fn list_grants(&self, app: Option<&AppId>) -> Result<Vec<Grant>, StoreError> {
+        dispatch!(self.list_grants(app))
+    }
+    async fn get_grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
+        dispatch!(self.get_grant(id))
+    }
+    async fn delete_grant(&self, id: GrantId) -> Result<bool, StoreError> {
+        dispatch!(self.delete_grant(id))
+    }
+    async fn submit_job(
+        &self,
+        job: &NewJob,
+        devices: &[DeviceId],
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        dispatch!(self.submit_job(job, devices, now))
+    }
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        dispatch!(self.get_job(id))
+    }
+    async fn list_jobs(
+        &self,
+        app: Option<&AppId>,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self.list_jobs(app, before, limit))
+    }
+    async fn job_counts(&self, id: JobId) -> Result<JobCounts, StoreError> {
+        dispatch!(self.job_counts(id))
+    }
+    async fn job_operations(
+        &self,
+        id: JobId,
+        state: Option<OpState>,
+        after: Option<&DeviceId>,
+        limit: u32,
+    ) -> Result<Vec<Operation>, StoreError> {
+        dispatch!(self.job_operations(id, state, after, limit))
+    }
+    async fn cancel_job(&self, id: JobId, now: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self.cancel_job(id, now))
+    }
+    async fn append_events(
+        &self,
+        events: &[NewEvent],
+        charges: &[NewCharge],
+    ) -> Result<(), StoreError> {
+        dispatch!(self.append_events(events, charges))
+    }
+    async fn list_events(
+        &self,
+        after: EventId,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        dispatch!(self.list_events(after, filter, limit))
+    }
+    async fn last_event_id(&self) -> Result<EventId, StoreError> {
+        dispatch!(self.last_event_id())
+    }
+    async fn list_charges(
+        &self,
+        filter: &ChargeFilter,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChargeRecord>, StoreError> {
+        dispatch!(self.list_charges(filter, after, limit))
+    }
+    async fn charge_totals(&self, filter: &ChargeFilter) -> Result<Vec<ChargeTotal>, StoreError> {
+        dispatch!(self.charge_totals(filter))
+    }
+    async fn create_subscription(
+        &self,
+        sub: &NewSubscription,
+        now: Timestamp,
+    ) -> Result<Subscription, StoreError> {
+        dispatch!(self.create_subscription(sub, now))
+    }
+    async fn get_subscription(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        dispatch!(self.get_subscription(id))
+    }
+    async fn list_subscriptions(
+        &self,
+        app: Option<&AppId>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        dispatch!(self.list_subscriptions(app))
+    }
+    async fn set_subscription_enabled(
+        &self,
+        id: SubscriptionId,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<Subscription, StoreError> {
+        dispatch!(self.set_subscription_enabled(id, enabled, reason))
+    }
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, StoreError> {
+        dispatch!(self.delete_subscription(id))
+    }
+    async fn record_delivery(
+        &self,
+        id: SubscriptionId,
+        attempt: Option<&Delivery>,
+        progress: &DeliveryProgress,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.record_delivery(id, attempt, progress))
+    }
+    async fn list_deliveries(
+        &self,
+        id: SubscriptionId,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self.list_deliveries(id, limit))
+    }
+    async fn append_audit(&self, entries: &[NewAudit]) -> Result<(), StoreError> {
+        dispatch!(self.append_audit(entries))
+    }
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        dispatch!(self.list_audit(filter, before, limit))
+    }
+    async fn get_idempotent(
+        &self,
+        app: &AppId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotentResponse>, StoreError> {
+        dispatch!(self.get_idempotent(app, key, now))
+    }
+    async fn put_idempotent(
+        &self,
+        app: &AppId,
+        key: &str,
+        response: &IdempotentResponse,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.put_idempotent(app, key, response))
     }
 }

@@ -14,6 +14,10 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 /// `Operation::sent` is written by `save_op` after the claim.
 const ALL_SENT: Option<&str> = None;
+/// Taken by every transaction before it inserts events, held until it commits: event ids
+/// (BIGSERIAL, assigned at insert) then increase in commit order, which readers rely on
+/// when they use them as cursors. The key is an arbitrary constant private to omnidm.
+const EVENT_ORDER_LOCK: &str = "SELECT pg_advisory_xact_lock(4711000001)";
 
 /// PostgreSQL store: one pool, row locks for read-modify-write, `SKIP LOCKED` claims.
 #[derive(Clone, Debug)]
@@ -63,3 +67,4 @@ impl PgStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 include!("common.rs");
+include!("wsi.rs");

@@ -17,6 +17,9 @@ const SKIP_LOCKED: &str = "";
 /// JSON of `Operation::sent` with every entry `true`): the claim is one statement.
 const ALL_SENT: Option<&str> =
     Some("(SELECT json_group_array(json('true')) FROM json_each(commands))");
+/// Event ids follow commit order already: the single writer connection commits in the order
+/// it assigns them.
+const EVENT_ORDER_LOCK: &str = "";
 
 /// File name of the database inside a data directory.
 pub const DB_FILE: &str = "omnidm.sqlite3";
@@ -119,3 +122,4 @@ impl SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 include!("common.rs");
+include!("wsi.rs");

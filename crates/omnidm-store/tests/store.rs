@@ -901,6 +901,7 @@ async fn crash_recovery(b: &Backend) {
                     finished: false,
                 },
             ],
+            events: Vec::new(),
             ended: false,
         })
         .await
@@ -1065,6 +1066,7 @@ async fn session_outcome_applies_everything(b: &Backend) {
                     finished: false,
                 },
             ],
+            events: Vec::new(),
             ended: true,
         })
         .await
@@ -1109,6 +1111,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
         tree: vec![entry("./Good", "1", t(5))],
         tree_deleted: vec![],
         operations: vec![],
+        events: Vec::new(),
         ended: true,
     };
     let bad = SessionOutcome {
@@ -1128,6 +1131,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
             outcomes: vec![ok(0, t(5))],
             finished: true,
         }],
+        events: Vec::new(),
         ended: true,
     };
     let err = s
@@ -1375,6 +1379,7 @@ async fn session_outcomes_batch_equals_one_after_the_other(b: &Backend) {
         tree: vec![],
         tree_deleted: vec![],
         operations: vec![],
+        events: vec![],
         ended: true,
     };
     let mut a = outcome(&one, "n:a", 5);

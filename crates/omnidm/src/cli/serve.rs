@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// Push gateway for package 0, e.g. http://127.0.0.1:8800/push/{device_id}.
     #[arg(long, value_name = "URL")]
     push_gateway: Option<String>,
+    /// Allow webhook URLs on loopback and private networks (labs and tests only).
+    #[arg(long)]
+    allow_private_webhooks: bool,
 }
 
 /// Loads the configuration and runs the server until SIGTERM/SIGINT.
@@ -38,6 +41,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         dm_listen: args.dm_listen,
         api_listen: args.api_listen,
         push_gateway: args.push_gateway,
+        allow_private_webhooks: args.allow_private_webhooks,
     };
     let config = config::Config::load(&overrides, &|k| std::env::var(k).ok())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -26,6 +26,9 @@ pub struct Config {
     /// Push gateway URL for package 0 (`{device_id}` is replaced); `None`: operations wait for
     /// the device's next session.
     pub push_gateway: Option<String>,
+    /// Allow webhook URLs on loopback and private networks (labs and tests; off by default so
+    /// an application cannot make the server probe the operator's internal network).
+    pub allow_private_webhooks: bool,
 }
 
 /// The OMA DM device endpoint.
@@ -85,6 +88,7 @@ struct FileDm {
 #[serde(deny_unknown_fields)]
 struct FileApi {
     listen: Option<SocketAddr>,
+    allow_private_webhooks: Option<bool>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -102,6 +106,8 @@ pub struct Overrides {
     pub api_listen: Option<SocketAddr>,
     /// `--push-gateway`.
     pub push_gateway: Option<String>,
+    /// `--allow-private-webhooks`.
+    pub allow_private_webhooks: bool,
 }
 
 const DEFAULT_DM_LISTEN: &str = "127.0.0.1:8700";
@@ -156,12 +162,15 @@ impl Config {
                 .listen
                 .map_or_else(|| parse_addr("default", DEFAULT_DM_LISTEN.into()), Ok)?,
         };
+        let api_file = file.api.unwrap_or_default();
+        let allow_private_webhooks = overrides.allow_private_webhooks
+            || env("OMNIDM_API_ALLOW_PRIVATE_WEBHOOKS").is_some_and(|v| v == "1" || v == "true")
+            || api_file.allow_private_webhooks.unwrap_or(false);
         let api_listen = match (overrides.api_listen, env("OMNIDM_API_LISTEN")) {
             (Some(a), _) => a,
             (None, Some(v)) => parse_addr("OMNIDM_API_LISTEN", v)?,
-            (None, None) => file
-                .api
-                .and_then(|a| a.listen)
+            (None, None) => api_file
+                .listen
                 .map_or_else(|| parse_addr("default", DEFAULT_API_LISTEN.into()), Ok)?,
         };
         let public_url = env("OMNIDM_DM_PUBLIC_URL").or(dm_file.public_url);
@@ -191,6 +200,7 @@ impl Config {
                 .clone()
                 .or_else(|| env("OMNIDM_PUSH_GATEWAY"))
                 .or(file.push.and_then(|p| p.gateway_url)),
+            allow_private_webhooks,
         })
     }
 }

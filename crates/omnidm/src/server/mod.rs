@@ -64,11 +64,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("recovering operations of the last run")?;
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(path) = omnidm_api::bootstrap::ensure_admin(&store, &config.data_dir)
+        .await
+        .context("creating the admin application")?
+    {
+        tracing::warn!(
+            file = %path.display(),
+            "first start: created the `admin` application; its API key is in this file (mode 0600)"
+        );
+    }
+    let api_options = omnidm_api::ApiOptions {
+        allow_private_webhooks: config.allow_private_webhooks,
+        dm_server_id: config.dm.server_id.clone(),
+        ..omnidm_api::ApiOptions::default()
+    };
+    let (wsi, wsi_tasks) = omnidm_api::Api::start(store.clone(), api_options, stop_rx.clone())
+        .await
+        .context("starting the Web Services Interface")?;
     let admin = Admin {
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
     };
-    let api = admin_router(admin.clone());
+    // The WSI under /api/v1 and the admin endpoints share the API listener.
+    let api = admin_router(admin.clone()).merge(wsi.router());
+    // The routers hold what they need; the audit writer stops once every clone is gone.
+    drop(wsi);
     let dm_routes = Router::new()
         .route("/dm", axum::routing::post(dm::post_dm))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -83,7 +104,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "omnidm listening"
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -119,6 +139,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let (a, d) = tokio::join!(api_server, dm_server);
     let _ = sweeper.await;
+    // Flushes the audit log (its writer ends when the routers are dropped with the servers).
+    let _ = wsi_tasks.await;
     // Sessions still open are parked: what they learned is written, what they hold is
     // recovered (requeued, or reported when it may have run).
     endpoint.park_all().await;

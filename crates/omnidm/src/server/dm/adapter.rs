@@ -5,9 +5,9 @@
 //! session and turns it into a [`SessionOutcome`] when the session ends.
 
 use omnidm_core::{
-    CommandOutcome, DeviceId, DeviceInfo, NodePath, NodeResult, Nonces, OpCommand, OpProgress,
-    Operation, OperationId, SessionId, SessionOutcome, Timestamp, TreeEntry, TypedValue, UiAnswer,
-    UiKind, ValueType,
+    CommandOutcome, DeviceId, DeviceInfo, EventKind, NewEvent, NodePath, NodeResult, Nonces,
+    OpCommand, OpProgress, Operation, OperationId, SessionId, SessionOutcome, Timestamp, TreeEntry,
+    TypedValue, UiAnswer, UiKind, ValueType,
 };
 use omnidm_omadm::server::{self as dm, CommandTag, DmCommand, NodeReport, NodeWrite};
 use omnidm_syncml::Data;
@@ -52,6 +52,8 @@ pub struct Ledger {
     tree: BTreeMap<String, TreeEntry>,
     /// Generic alerts answering Execs of earlier sessions: outcomes to amend.
     reports: Vec<(OperationId, CommandOutcome)>,
+    /// Session-level events for the event log (start, end, generic alerts, auth failures).
+    events: Vec<NewEvent>,
     next_tag: CommandTag,
 }
 
@@ -68,6 +70,7 @@ impl Ledger {
             nonces: None,
             tree: BTreeMap::new(),
             reports: Vec::new(),
+            events: Vec::new(),
             next_tag: 1,
         };
         ledger.hold(ops);
@@ -250,7 +253,14 @@ impl Ledger {
             E::Authenticated(_) => {
                 self.contact.get_or_insert_with(DeviceInfo::default);
             }
-            E::Ended { .. } => return true,
+            E::Ended { reason, .. } => {
+                let data = serde_json::json!({
+                    "session": self.session.0,
+                    "reason": format!("{reason:?}"),
+                });
+                self.push_event(EventKind::SessionEnded, now, data);
+                return true;
+            }
             E::GenericAlert { correlator, items } => {
                 if let Some(report) = correlator
                     .as_deref()
@@ -258,14 +268,74 @@ impl Ledger {
                 {
                     self.reports.push(report);
                 }
+                self.generic_alert_event(correlator.as_deref(), items, now);
             }
-            E::Started { .. }
-            | E::AuthFailed { .. }
-            | E::ServerCredRejected { .. }
-            | E::CommandsNeeded
-            | E::Anomaly(_) => {}
+            E::Started { kind, session_id } => {
+                let data = serde_json::json!({
+                    "session": self.session.0,
+                    "dm_session_id": session_id,
+                    "initiated_by": match kind {
+                        dm::SessionKind::ServerInitiated => "server",
+                        _ => "device",
+                    },
+                });
+                self.push_event(EventKind::SessionStarted, now, data);
+            }
+            E::AuthFailed {
+                status,
+                attempts,
+                final_attempt,
+                ..
+            } => {
+                let data = serde_json::json!({
+                    "status": status.0,
+                    "attempts": attempts,
+                    "final": final_attempt,
+                });
+                self.push_event(EventKind::AuthFailure, now, data);
+            }
+            E::ServerCredRejected { .. } | E::CommandsNeeded | E::Anomaly(_) => {}
         }
         false
+    }
+
+    fn push_event(&mut self, kind: EventKind, now: Timestamp, data: serde_json::Value) {
+        self.events
+            .push(NewEvent::device(kind, now, &self.device_id, data));
+    }
+
+    /// A Generic Alert for the event log: its source node is the event's path, so only
+    /// applications with a grant on that subtree see it.
+    fn generic_alert_event(
+        &mut self,
+        correlator: Option<&str>,
+        items: &[dm::GenericAlertItem],
+        now: Timestamp,
+    ) {
+        let items_json: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "source": i.source,
+                    "target": i.target,
+                    "type": i.type_,
+                    "format": i.format,
+                    "mark": i.mark,
+                    "data": i.data.as_ref().and_then(|d| d.as_text()),
+                })
+            })
+            .collect();
+        let mut event = NewEvent::device(
+            EventKind::GenericAlert,
+            now,
+            &self.device_id,
+            serde_json::json!({ "correlator": correlator, "items": items_json }),
+        );
+        event.path = items
+            .iter()
+            .find_map(|i| i.source.as_deref())
+            .and_then(|s| NodePath::dm(s).ok());
+        self.events.push(event);
     }
 
     /// Node values from the device: into the tree cache, and DevInfo/DevDetail leaves (package
@@ -320,6 +390,7 @@ impl Ledger {
             tree: self.tree.values().cloned().collect(),
             tree_deleted: Vec::new(),
             operations,
+            events: self.events.clone(),
             ended,
         }
     }

@@ -21,7 +21,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use omnidm_core::{
-    ClientAuth, DmAccount, NewDevice, OpFilter, OpState, Operation, OperationId, Protocol,
+    AppId, ChargeKind, ClientAuth, DmAccount, EventKind, NewCharge, NewDevice, NewEvent, OpFilter,
+    OpState, Operation, OperationId, Protocol, WsiStore as _,
 };
 use omnidm_core::{
     Device, DeviceId, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp,
@@ -69,9 +70,10 @@ struct Inner {
     sessions: std::sync::Mutex<HashMap<[u8; 16], Arc<Mutex<Live>>>>,
     /// Where package 0 goes for operations submitted with `notify`.
     push: Option<PushGateway>,
-    /// Operations whose device was already notified by this process (a restart may notify
-    /// once more: an extra wake-up is harmless, a missing one is not).
-    notified: std::sync::Mutex<HashSet<OperationId>>,
+    /// Highest operation id whose device this process has notified: each sweep lists only
+    /// newer operations with `notify`, so pending ones never starve newer ones and nothing is
+    /// notified twice by one process (a restart notifies what is still queued once more).
+    notified_up_to: std::sync::Mutex<Option<OperationId>>,
     /// Lab mode: unknown devices are registered on first contact with this shared secret.
     open_enrolment: Option<String>,
     /// Quirk profiles by what devices report about themselves.
@@ -274,7 +276,7 @@ impl DmEndpoint {
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 push: options.push,
-                notified: std::sync::Mutex::new(HashSet::new()),
+                notified_up_to: std::sync::Mutex::new(None),
                 open_enrolment: options.open_enrolment,
                 quirk_rules: options.quirk_rules,
             }),
@@ -487,11 +489,15 @@ impl DmEndpoint {
         }
     }
 
-    /// Sends package 0 for queued operations submitted with `notify`.
+    /// Sends package 0 for queued operations submitted with `notify` since the last sweep,
+    /// once per device, and records each notification (event and charge) for the submitter.
     async fn notify_pending(&self) {
         let Some(push) = &self.inner.push else { return };
+        let after = self.inner.notified_up_to.lock().ok().and_then(|n| *n);
         let filter = OpFilter {
             state: Some(OpState::Queued),
+            notify: Some(true),
+            after,
             limit: 1000,
             ..OpFilter::default()
         };
@@ -502,13 +508,12 @@ impl DmEndpoint {
                 return;
             }
         };
-        for op in queued.into_iter().filter(|op| op.notify) {
-            let fresh = self
-                .inner
-                .notified
-                .lock()
-                .is_ok_and(|mut n| n.insert(op.id));
-            if !fresh {
+        if let (Some(last), Ok(mut n)) = (queued.last(), self.inner.notified_up_to.lock()) {
+            *n = Some(last.id);
+        }
+        let mut woken = HashSet::new();
+        for op in queued {
+            if !woken.insert(op.device_id.clone()) {
                 continue;
             }
             let device = match self.inner.store.get_device(&op.device_id).await {
@@ -521,12 +526,41 @@ impl DmEndpoint {
                 Ok(()) => {
                     metrics::counter!("omnidm_notifications_sent_total").increment(1);
                     tracing::info!(device = %device.id, operation = op.id.0, "package 0 sent");
+                    self.record_notification(&op).await;
                 }
                 Err(e) => {
                     metrics::counter!("omnidm_notifications_failed_total").increment(1);
                     tracing::warn!(device = %device.id, error = %e, "package 0 not delivered; the operation waits for the next session");
                 }
             }
+        }
+    }
+
+    /// The `notification.sent` event and its charge to the operation's submitter.
+    async fn record_notification(&self, op: &omnidm_core::Operation) {
+        let now = now_ts();
+        let app = op.submitted_by.as_deref().and_then(|a| AppId::new(a).ok());
+        let mut event = NewEvent::device(
+            EventKind::NotificationSent,
+            now,
+            &op.device_id,
+            serde_json::json!({ "via": "package0" }),
+        );
+        event.app_id.clone_from(&app);
+        event.job_id = op.job_id;
+        event.operation_id = Some(op.id);
+        let charge = app.map(|app_id| NewCharge {
+            at: now,
+            app_id,
+            kind: ChargeKind::NotificationSent,
+            quantity: 1,
+            device_id: Some(op.device_id.clone()),
+            job_id: op.job_id,
+            operation_id: Some(op.id),
+        });
+        let charges: Vec<NewCharge> = charge.into_iter().collect();
+        if let Err(e) = self.inner.store.append_events(&[event], &charges).await {
+            tracing::warn!(error = %e, "cannot record a notification");
         }
     }
 

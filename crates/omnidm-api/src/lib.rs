@@ -1,0 +1,29 @@
+//! The omnidm Web Services Interface (WSI): the REST/JSON API under `/api/v1` through which
+//! external applications manage devices.
+//!
+//! What this crate does:
+//! - authenticates every call with an API key (argon2-hashed, cached once verified) and
+//!   enforces roles, grants (operations × subtrees × device groups), rate limits and quotas;
+//! - serves applications, keys, grants, groups, devices and their tree cache, operations
+//!   (asynchronous, fanned out to many devices, with long-poll `wait`), the event log (list
+//!   and Server-Sent Events), webhook subscriptions with signed deliveries, charging records
+//!   and the audit log;
+//! - describes itself in an OpenAPI 3.1 document with an embedded docs page;
+//! - answers every error as RFC 9457 problem+json.
+//!
+//! What it does not do: it never talks to devices (operations are queued in the store and the
+//! protocol adapters run them), knows no SQL (everything goes through
+//! [`omnidm_core::WsiStore`]), and binds no socket (the binary mounts [`Api::router`]).
+
+pub mod access;
+mod audit;
+pub mod auth;
+pub mod bootstrap;
+mod dto;
+mod openapi;
+pub mod problem;
+mod routes;
+mod state;
+pub mod wire;
+
+pub use state::{Api, ApiOptions};
