@@ -77,18 +77,18 @@ impl GrantCache {
         store: &S,
         app: &AppId,
     ) -> Result<Arc<AppGrants>, ApiError> {
-        if let Ok(m) = self.entries.lock() {
-            if let Some(c) = m.get(app).filter(|c| c.loaded.elapsed() < GRANT_CACHE_TTL) {
-                return Ok(c.grants.clone());
-            }
+        if let Ok(m) = self.entries.lock()
+            && let Some(c) = m.get(app).filter(|c| c.loaded.elapsed() < GRANT_CACHE_TTL)
+        {
+            return Ok(c.grants.clone());
         }
         let grants = store.list_grants(Some(app)).await?;
         let mut groups = HashMap::new();
         for g in &grants {
-            if !groups.contains_key(&g.group) {
-                if let Some(group) = store.get_group(&g.group).await? {
-                    groups.insert(g.group.clone(), group);
-                }
+            if !groups.contains_key(&g.group)
+                && let Some(group) = store.get_group(&g.group).await?
+            {
+                groups.insert(g.group.clone(), group);
             }
         }
         let loaded = Arc::new(AppGrants { grants, groups });

@@ -185,22 +185,21 @@ impl KeyCache {
             )
         };
 
-        if let Ok(m) = self.entries.lock() {
-            if let Some(c) = m.get(&key_id) {
-                if c.loaded.elapsed() < KEY_CACHE_TTL {
-                    let same: bool = c.secret_sha.ct_eq(&sha).into();
-                    if !same {
-                        return Err(bad());
-                    }
-                    if c.expires_at.is_some_and(|e| now >= e) {
-                        return Err(bad());
-                    }
-                    return Ok(Caller {
-                        app: c.app.clone(),
-                        key_id,
-                    });
-                }
+        if let Ok(m) = self.entries.lock()
+            && let Some(c) = m.get(&key_id)
+            && c.loaded.elapsed() < KEY_CACHE_TTL
+        {
+            let same: bool = c.secret_sha.ct_eq(&sha).into();
+            if !same {
+                return Err(bad());
             }
+            if c.expires_at.is_some_and(|e| now >= e) {
+                return Err(bad());
+            }
+            return Ok(Caller {
+                app: c.app.clone(),
+                key_id,
+            });
         }
 
         let key = store
@@ -284,16 +283,16 @@ impl Limiter {
             b.day = day;
             b.used_today = 0;
         }
-        if let Some(q) = app.daily_quota {
-            if b.used_today >= q {
-                let secs_left = 86_400 - now.millis().rem_euclid(86_400_000) / 1000;
-                let mut e = ApiError::new(
-                    Kind::TooManyRequests,
-                    format!("daily quota of {q} requests used up; it resets at 00:00 UTC"),
-                );
-                e.retry_after = u64::try_from(secs_left).ok();
-                return Err(e);
-            }
+        if let Some(q) = app.daily_quota
+            && b.used_today >= q
+        {
+            let secs_left = 86_400 - now.millis().rem_euclid(86_400_000) / 1000;
+            let mut e = ApiError::new(
+                Kind::TooManyRequests,
+                format!("daily quota of {q} requests used up; it resets at 00:00 UTC"),
+            );
+            e.retry_after = u64::try_from(secs_left).ok();
+            return Err(e);
         }
         if app.rate_limit.is_some() {
             let elapsed = b.last.elapsed().as_secs_f64();

@@ -23,7 +23,9 @@ mod dto;
 mod openapi;
 pub mod problem;
 mod routes;
+pub mod signing;
 mod state;
+mod visibility;
 pub mod wire;
 
 pub use state::{Api, ApiOptions};

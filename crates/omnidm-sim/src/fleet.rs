@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::device::{Outcome, SessionReport, SimDevice, random16};
-use crate::http::HttpClient;
+use crate::http::{HttpClient, PlainRequest};
 use crate::stats::{PushSummary, Stats, Summary};
 
 /// Client authentication of the simulated devices.
@@ -403,17 +403,17 @@ impl Fleet {
     }
 
     /// The trivial benchmark: the same workers, semaphore, schedule and HTTP client as
-    /// [`Fleet::run`], but each "session" is one GET of `url` (success = any 2xx).
-    pub async fn run_trivial(&self, http: &HttpClient, url: &str) -> Summary {
+    /// [`Fleet::run`], but each "session" is one `request` (success = any 2xx).
+    pub async fn run_trivial(&self, http: &HttpClient, request: &PlainRequest) -> Summary {
         let http = http.clone();
-        let url: Arc<str> = url.into();
-        let target = url.to_string();
+        let request = Arc::new(request.clone());
+        let target = request.url.clone();
         let job: Job = Arc::new(move |_| {
             let http = http.clone();
-            let url = url.clone();
+            let request = request.clone();
             Box::pin(async move {
                 let started = Instant::now();
-                let r = http.get(&url).await;
+                let r = http.request(&request).await;
                 let (outcome, bytes_received) = match r {
                     Ok(resp) if (200..300).contains(&resp.status) => (
                         Outcome::Session(omnidm_omadm::client::SessionOutcome::Completed),

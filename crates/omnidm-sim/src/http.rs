@@ -78,6 +78,32 @@ pub struct HttpClient {
     timeout: Duration,
 }
 
+/// A fixed HTTP request for trivial mode: a plain URL, or an API call with headers and a
+/// JSON body, replayed as fast as the fleet's concurrency allows.
+#[derive(Debug, Clone)]
+pub struct PlainRequest {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Absolute `http://` URL.
+    pub url: String,
+    /// Extra headers (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
+    /// JSON body (sent as `application/json`).
+    pub body: Option<Bytes>,
+}
+
+impl PlainRequest {
+    /// A GET of `url`.
+    pub fn get(url: &str) -> PlainRequest {
+        PlainRequest {
+            method: "GET".into(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+}
+
 impl HttpClient {
     /// A client whose requests each time out after `timeout`. Must be called within a Tokio
     /// runtime's context only when used, not when built.
@@ -127,14 +153,24 @@ impl HttpClient {
         self.send(uri, req).await
     }
 
-    /// GETs `uri` (trivial mode).
-    pub async fn get(&self, uri: &str) -> Result<Response, HttpError> {
-        let req = hyper::Request::get(uri)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| HttpError::BadUri {
-                uri: uri.to_owned(),
-                reason: e.to_string(),
-            })?;
+    /// Sends `request` (trivial mode: a fixed request replayed for benchmarks).
+    pub async fn request(&self, request: &PlainRequest) -> Result<Response, HttpError> {
+        let uri = request.url.as_str();
+        let bad = |reason: String| HttpError::BadUri {
+            uri: uri.to_owned(),
+            reason,
+        };
+        let mut req = hyper::Request::builder()
+            .method(request.method.as_str())
+            .uri(uri);
+        for (name, value) in &request.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        if request.body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let body = request.body.clone().unwrap_or_default();
+        let req = req.body(Full::new(body)).map_err(|e| bad(e.to_string()))?;
         self.send(uri, req).await
     }
 

@@ -44,6 +44,6 @@ pub use device::{Outcome, SessionReport, SimDevice, random16};
 pub use fleet::{
     AuthScheme, DeviceAccount, Fleet, FleetConfig, FleetError, IdPattern, Schedule, derive_secret,
 };
-pub use http::{HttpClient, HttpError};
+pub use http::{HttpClient, HttpError, PlainRequest};
 pub use push::DEVICE_ID_HEADER;
 pub use stats::{Failure, Latency, PushSummary, Stats, Summary};

@@ -462,7 +462,9 @@ async fn trivial_mode_counts_requests_with_the_same_machinery() {
     })
     .await;
     let healthz = url.replace("/dm", "/healthz");
-    let s = fleet.run_trivial(&http(), &healthz).await;
+    let s = fleet
+        .run_trivial(&http(), &omnidm_sim::PlainRequest::get(&healthz))
+        .await;
     assert_eq!(s.mode, "trivial");
     assert_eq!(s.sessions, 100, "{s}");
     assert_eq!(s.failed, 0, "{s}");

@@ -470,6 +470,12 @@ async fn claim_tx(
         .map_err(db)?;
     let mut ops = rows.iter().map(op_from_row).collect::<Result<Vec<_>, _>>()?;
     ops.sort_by_key(|o| o.id);
+    // queued → in_session is a state change applications are told about, like the others.
+    let mut derived = Derived::default();
+    for op in &ops {
+        derived.state_changed(op, OpState::Queued, now);
+    }
+    write_derived(conn, &derived).await?;
     Ok(ops)
 }
 

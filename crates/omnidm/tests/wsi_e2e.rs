@@ -115,7 +115,10 @@ impl Api {
 
 /// Webhook deliveries received.
 #[derive(Default, Clone)]
-struct Inbox(Arc<Mutex<Vec<(HashMap<String, String>, String)>>>);
+struct Inbox(Arc<Mutex<Vec<Delivery>>>);
+
+/// Headers and body of one delivery.
+type Delivery = (HashMap<String, String>, String);
 
 /// A webhook receiver answering 200 to everything.
 fn receiver() -> (SocketAddr, Inbox) {
@@ -359,6 +362,9 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     server.stop();
 }
 
+/// (key, method, path, body, expected status).
+type Case<'a> = (Option<&'a str>, &'a str, String, Option<Value>, u16);
+
 #[test]
 fn every_denial_is_refused_audited_and_executes_nothing() {
     let data = DataDir::new("wsi-matrix");
@@ -389,7 +395,7 @@ fn every_denial_is_refused_audited_and_executes_nothing() {
 
     // (who, method, path, body, expected status)
     let bad = "omk_nosuchkey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let mut cases: Vec<(Option<&str>, &str, String, Option<Value>, u16)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     let endpoints: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", "/api/v1/me".into(), None),
         ("GET", "/api/v1/devices".into(), None),

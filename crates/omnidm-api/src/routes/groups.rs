@@ -128,12 +128,12 @@ async fn create_group<S: WsiStore>(
         updated_at: t,
     };
     api.store.create_group(&group).await?;
-    if !members.is_empty() {
-        if let Err(e) = api.store.add_group_members(&id, &members).await {
-            // Leave nothing half-made: the client retries the whole creation.
-            let _ = api.store.delete_group(&id).await;
-            return Err(e.into());
-        }
+    if !members.is_empty()
+        && let Err(e) = api.store.add_group_members(&id, &members).await
+    {
+        // Leave nothing half-made: the client retries the whole creation.
+        let _ = api.store.delete_group(&id).await;
+        return Err(e.into());
     }
     api.shared.grants.clear();
     idem.finish(

@@ -34,6 +34,8 @@ use crate::wire::{
 const MAX_COMMANDS: usize = 100;
 /// Most devices in an explicit target list (larger fleets: use a group).
 const MAX_LISTED_DEVICES: usize = 10_000;
+/// Above this many target devices, static group membership is loaded per group, not per device.
+const BULK_MEMBERSHIP: usize = 64;
 /// Device results embedded in an operation view.
 const EMBEDDED_DEVICES: u32 = 100;
 
@@ -438,14 +440,18 @@ async fn authorize_all<S: WsiStore>(
             return Ok(());
         }
     }
-    // Static groups named by grants: membership loaded once, not per device.
+    // Static-group membership: for a few devices, ask per device; for many, load each static
+    // group named by a grant once instead of asking 10,000 times.
+    let bulk = devices.len() > BULK_MEMBERSHIP;
     let mut static_members: HashMap<&omnidm_core::GroupId, HashSet<DeviceId>> = HashMap::new();
-    for (id, group) in &grants.groups {
-        if group.kind == GroupKind::Static {
-            static_members.insert(
-                id,
-                all_members(&api.store, group).await?.into_iter().collect(),
-            );
+    if bulk {
+        for (id, group) in &grants.groups {
+            if group.kind == GroupKind::Static {
+                static_members.insert(
+                    id,
+                    all_members(&api.store, group).await?.into_iter().collect(),
+                );
+            }
         }
     }
     for id in devices {
@@ -454,11 +460,15 @@ async fn authorize_all<S: WsiStore>(
             .get_device(id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
-        let member_of: HashSet<omnidm_core::GroupId> = static_members
-            .iter()
-            .filter(|(_, m)| m.contains(id))
-            .map(|(g, _)| (*g).clone())
-            .collect();
+        let member_of: HashSet<omnidm_core::GroupId> = if bulk {
+            static_members
+                .iter()
+                .filter(|(_, m)| m.contains(id))
+                .map(|(g, _)| (*g).clone())
+                .collect()
+        } else {
+            crate::access::static_groups(&api.store, &grants, id).await?
+        };
         let covering = grants.for_device(&device, &member_of);
         omnidm_core::authorize(&caller.app.id, id.as_str(), &covering, &needs)
             .map_err(|d| ApiError::forbidden(d.rule))?;

@@ -1,6 +1,7 @@
 //! Command-line parsing, dispatch and the one place where errors become messages and exit
 //! codes.
 
+mod api;
 mod devices;
 mod inspect;
 mod io;
@@ -27,7 +28,8 @@ use clap::{Parser, Subcommand};
         `omnidm serve` runs the server (device endpoint, health and metrics) on the embedded \
         SQLite store or PostgreSQL; `omnidm devices` and `omnidm ops` provision devices and \
         queue operations; `omnidm sim` simulates devices and generates load; `omnidm syncml` \
-        decodes, re-encodes and inspects captured DM messages and package 0 notifications.",
+        decodes, re-encodes and inspects captured DM messages and package 0 notifications; \
+        `omnidm api` drives a running server through its REST API.",
     after_help = "Exit codes: 0 success, 1 bad input or I/O error, 2 usage error, \
         3 a requested credential or digest check did not verify."
 )]
@@ -53,6 +55,8 @@ enum Command {
     Ops(ops::OpsCommand),
     /// Simulated OMA DM devices and the load generator (one device or thousands).
     Sim(sim::SimArgs),
+    /// Talks to a running server's Web Services Interface (REST API) over HTTP.
+    Api(api::ApiArgs),
 }
 
 /// How a command that ran to completion ended.
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Devices(cmd) => devices::run(cmd),
         Command::Ops(cmd) => ops::run(cmd),
         Command::Sim(args) => sim::run(args),
+        Command::Api(args) => api::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -100,6 +105,9 @@ pub fn main() -> ExitCode {
 /// A next step for the person at the terminal, chosen from the typed causes in the chain.
 fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
+        if let Some(p) = cause.downcast_ref::<api::Problem>() {
+            return p.hint();
+        }
         if let Some(e) = cause.downcast_ref::<omnidm_syncml::DecodeError>() {
             return Some(match e.kind {
                 omnidm_syncml::DecodeErrorKind::Empty => {

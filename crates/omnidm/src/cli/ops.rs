@@ -344,7 +344,10 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
 }
 
 /// The command list of `submit` and `fan-out`: specs, or JSON from a file.
-fn read_commands(specs: &[String], file: Option<&PathBuf>) -> anyhow::Result<Vec<OpCommand>> {
+pub(super) fn read_commands(
+    specs: &[String],
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Vec<OpCommand>> {
     let commands: Vec<OpCommand> = match file {
         Some(file) => {
             let text = super::io::read_input(file)?;

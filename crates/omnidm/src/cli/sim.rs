@@ -121,6 +121,12 @@ pub struct SimArgs {
     /// Benchmark a plain URL instead (one GET per "session"), with the same machinery.
     #[arg(long, value_name = "URL")]
     trivial: Option<String>,
+    /// Trivial mode: an extra request header, `Name: value` (repeatable), e.g. an API key.
+    #[arg(long, value_name = "HEADER", requires = "trivial")]
+    header: Vec<String>,
+    /// Trivial mode: POST this JSON file instead of a GET (e.g. an API operation).
+    #[arg(long, value_name = "FILE", requires = "trivial")]
+    post_json: Option<std::path::PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -272,11 +278,32 @@ async fn drive(fleet: &Fleet, args: &SimArgs) -> anyhow::Result<Summary> {
         }
     });
     let summary = match &args.trivial {
-        Some(url) => fleet.run_trivial(&http, url).await,
+        Some(url) => fleet.run_trivial(&http, &plain_request(url, args)?).await,
         None => fleet.run(&http).await,
     };
     fleet.stop();
     Ok(summary)
+}
+
+/// The trivial-mode request from `--trivial`, `--header` and `--post-json`.
+fn plain_request(url: &str, args: &SimArgs) -> anyhow::Result<omnidm_sim::PlainRequest> {
+    let mut request = omnidm_sim::PlainRequest::get(url);
+    for h in &args.header {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--header {h:?}: write it as `Name: value`"))?;
+        request
+            .headers
+            .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(file) = &args.post_json {
+        let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        request.method = "POST".into();
+        request.body = Some(body.into());
+    }
+    Ok(request)
 }
 
 /// What to try, from the most common failure.

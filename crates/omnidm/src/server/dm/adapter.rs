@@ -52,6 +52,12 @@ pub struct Ledger {
     tree: BTreeMap<String, TreeEntry>,
     /// Generic alerts answering Execs of earlier sessions: outcomes to amend.
     reports: Vec<(OperationId, CommandOutcome)>,
+    /// What a Replace/Add will have written once the device accepts it (tree cache), by tag.
+    writes: HashMap<CommandTag, TreeEntry>,
+    /// What a Delete will have removed once the device accepts it, by tag.
+    deletes: HashMap<CommandTag, NodePath>,
+    /// Nodes deleted in this session (dropped from the cache with their subtrees).
+    tree_deleted: Vec<NodePath>,
     /// Session-level events for the event log (start, end, generic alerts, auth failures).
     events: Vec<NewEvent>,
     next_tag: CommandTag,
@@ -70,6 +76,9 @@ impl Ledger {
             nonces: None,
             tree: BTreeMap::new(),
             reports: Vec::new(),
+            writes: HashMap::new(),
+            deletes: HashMap::new(),
+            tree_deleted: Vec::new(),
             events: Vec::new(),
             next_tag: 1,
         };
@@ -158,7 +167,43 @@ impl Ledger {
             OpCommand::Sequence(inner) => DmCommand::Sequence(self.inner(op, &index, inner)?),
             OpCommand::UserInteraction(p) => DmCommand::UserInteraction(ui_alert(p)),
         };
-        Some((self.tag(op, index), command))
+        let tag = self.tag(op, index);
+        match c {
+            OpCommand::Replace { path, value } => self.expect_write(tag, path, Some(value)),
+            OpCommand::Add { path, value } => self.expect_write(tag, path, value.as_ref()),
+            OpCommand::Delete { path } => {
+                self.deletes.insert(tag, path.without_query());
+            }
+            _ => {}
+        }
+        Some((tag, command))
+    }
+
+    /// Remembers what the tree cache learns if the device accepts the write `tag`.
+    fn expect_write(&mut self, tag: CommandTag, path: &NodePath, value: Option<&TypedValue>) {
+        let entry = TreeEntry {
+            path: path.without_query(),
+            format: value.map_or(ValueType::Node, |v| v.value_type),
+            mime_type: value.and_then(|v| v.mime_type.clone()),
+            value: value
+                .filter(|v| v.value_type != ValueType::Node)
+                .map(|v| v.data.clone()),
+            updated_at: Timestamp(0),
+        };
+        self.writes.insert(tag, entry);
+    }
+
+    /// The device answered `tag` with `status`: an accepted write or delete updates the cache.
+    fn settle_tree(&mut self, tag: CommandTag, status: u16, now: Timestamp) {
+        let accepted = omnidm_core::status::is_success(status);
+        if let Some(mut entry) = self.writes.remove(&tag).filter(|_| accepted) {
+            entry.updated_at = now;
+            self.tree.insert(entry.path.to_string(), entry);
+        }
+        if let Some(path) = self.deletes.remove(&tag).filter(|_| accepted) {
+            self.tree.retain(|_, e| !path.contains(&e.path));
+            self.tree_deleted.push(path);
+        }
     }
 
     fn inner(
@@ -228,6 +273,7 @@ impl Ledger {
                 }
             }
             E::CommandStatus { tag, status, .. } => {
+                self.settle_tree(*tag, status.0, now);
                 if let Some(slot) = self.tags.get(tag).cloned() {
                     let results = self.results.remove(tag).unwrap_or_default();
                     self.record(slot.op, slot.index, status.0, results, None, now);
@@ -388,7 +434,7 @@ impl Ledger {
             contact: self.contact.clone(),
             nonces: self.nonces.clone(),
             tree: self.tree.values().cloned().collect(),
-            tree_deleted: Vec::new(),
+            tree_deleted: self.tree_deleted.clone(),
             operations,
             events: self.events.clone(),
             ended,
