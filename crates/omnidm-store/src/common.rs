@@ -1040,9 +1040,11 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<Vec<Operation>, StoreError> {
         if let Some(all_sent) = ALL_SENT {
-            // One statement, atomic on its own: claimed and recorded as sent.
-            let mut conn = self.writer().acquire().await.map_err(db)?;
-            return claim_tx(&mut conn, device, session, now, Some(all_sent)).await;
+            // Claimed and recorded as sent in one statement (and its events).
+            let mut tx = self.writer().begin().await.map_err(db)?;
+            let ops = claim_tx(&mut tx, device, session, now, Some(all_sent)).await?;
+            tx.commit().await.map_err(db)?;
+            return Ok(ops);
         }
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut ops = claim_tx(&mut tx, device, session, now, None).await?;
@@ -1085,7 +1087,7 @@ impl Store for ThisStore {
             u.sort_unstable();
             u
         };
-        let mut conn = self.writer().acquire().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         for chunk in unique.chunks(TREE_CHUNK) {
             let mut qb = QueryBuilder::<Db>::new(
                 "UPDATE operations SET state = 'in_session', session = v.column2, \
@@ -1107,7 +1109,7 @@ impl Store for ThisStore {
             let rows = qb
                 .build()
                 .persistent(false)
-                .fetch_all(&mut *conn)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
             for r in &rows {
@@ -1117,9 +1119,16 @@ impl Store for ThisStore {
                 }
             }
         }
+        // queued → in_session events, as claim_tx records them.
+        let mut derived = Derived::default();
         for ops in &mut out {
             ops.sort_by_key(|o| o.id);
+            for op in ops.iter() {
+                derived.state_changed(op, OpState::Queued, now);
+            }
         }
+        write_derived(&mut tx, &derived).await?;
+        tx.commit().await.map_err(db)?;
         Ok(out)
     }
 
