@@ -123,6 +123,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         id: &DeviceId,
     ) -> impl Future<Output = Result<Option<(Device, bool)>, StoreError>> + Send;
 
+    /// [`get_device_for_session`](Self::get_device_for_session) for several devices at once
+    /// (a driver batching the session starts of concurrent devices): one answer per id, in
+    /// order. The default reads one after the other.
+    fn get_devices_for_session(
+        &self,
+        ids: &[DeviceId],
+    ) -> impl Future<Output = Result<Vec<Option<(Device, bool)>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(self.get_device_for_session(id).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Devices matching `filter`, in id order, `limit` at most (0 = default 100), after the
     /// cursor `after`.
     fn list_devices(
@@ -226,6 +242,24 @@ pub trait Store: Clone + Send + Sync + 'static {
         session: &SessionId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Operation>, StoreError>> + Send;
+
+    /// [`claim_to_send`](Self::claim_to_send) for several sessions at once (a driver batching
+    /// the claims of concurrent sessions): one result per `(device, session)`, in order. A
+    /// device named twice gets its operations in its first entry. The default claims one
+    /// after the other.
+    fn claim_to_send_many(
+        &self,
+        claims: &[(DeviceId, SessionId)],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Vec<Operation>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(claims.len());
+            for (device, session) in claims {
+                out.push(self.claim_to_send(device, session, now).await?);
+            }
+            Ok(out)
+        }
+    }
 
     /// Records top-level commands as sent (before or as they go on the wire).
     fn mark_sent(

@@ -206,19 +206,27 @@ async fn select_device(
     row.as_ref().map(device_from_row).transpose()
 }
 
+/// Records a contact, and with `nonces` the next session's nonces in the same UPDATE (as
+/// `set_nonces_tx` would, NotFound for a device without DM account).
 async fn record_contact_tx(
     conn: &mut Conn,
     id: &DeviceId,
     info: &DeviceInfo,
     now: Timestamp,
+    nonces: Option<&Nonces>,
 ) -> Result<Device, StoreError> {
     let mut d = select_device(conn, id, true)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+    if nonces.is_some() && d.dm.is_none() {
+        return Err(StoreError::NotFound(format!("DM account of device {id}")));
+    }
     d.record_contact(info, now);
     sqlx::query(
         "UPDATE devices SET manufacturer = $2, model = $3, firmware_version = $4, info = $5, \
-         first_seen = $6, last_seen = $7, session_count = $8 WHERE id = $1",
+         first_seen = $6, last_seen = $7, session_count = $8, \
+         dm_client_nonce = COALESCE($9, dm_client_nonce), \
+         dm_server_nonce = COALESCE($10, dm_server_nonce) WHERE id = $1",
     )
     .bind(id.as_str())
     .bind(d.info.manufacturer.clone())
@@ -228,9 +236,15 @@ async fn record_contact_tx(
     .bind(d.first_seen.map(Timestamp::millis))
     .bind(d.last_seen.map(Timestamp::millis))
     .bind(to_i64(d.session_count))
+    .bind(nonces.map(|n| n.client_nonce.clone()))
+    .bind(nonces.map(|n| n.server_nonce.clone()))
     .execute(&mut *conn)
     .await
     .map_err(db)?;
+    if let (Some(n), Some(dm)) = (nonces, d.dm.as_mut()) {
+        dm.client_nonce = n.client_nonce.clone();
+        dm.server_nonce = n.server_nonce.clone();
+    }
     Ok(d)
 }
 
@@ -258,19 +272,38 @@ async fn upsert_tree_tx(
     id: &DeviceId,
     entries: &[TreeEntry],
 ) -> Result<(), StoreError> {
-    // One row per path (last wins): PostgreSQL refuses to update a row twice in one INSERT.
+    let rows: Vec<_> = tree_rows(entries)
+        .into_iter()
+        .map(|(path, row)| ((id.as_str(), path), row))
+        .collect();
+    upsert_tree_rows(conn, &rows, &format!("device {id}")).await
+}
+
+/// One row per path (last wins): PostgreSQL refuses to update a row twice in one INSERT.
+fn tree_rows(entries: &[TreeEntry]) -> BTreeMap<String, (i64, &TreeEntry)> {
     let mut rows: BTreeMap<String, (i64, &TreeEntry)> = BTreeMap::new();
     for e in entries {
         let p = e.path.without_query();
         rows.insert(p.to_string(), (to_i64(p.depth() as u64), e));
     }
-    let rows: Vec<_> = rows.into_iter().collect();
+    rows
+}
+
+/// A tree row: (device, path) and (depth, entry).
+type TreeRow<'a> = ((&'a str, String), (i64, &'a TreeEntry));
+
+/// Tree rows keyed by (device, path), each once, in one INSERT per chunk.
+async fn upsert_tree_rows(
+    conn: &mut Conn,
+    rows: &[TreeRow<'_>],
+    parent: &str,
+) -> Result<(), StoreError> {
     for chunk in rows.chunks(TREE_CHUNK) {
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO tree_nodes (device_id, path, depth, format, mime_type, value, updated_at) ",
         );
-        qb.push_values(chunk, |mut b, (path, (depth, e))| {
-            b.push_bind(id.as_str().to_owned())
+        qb.push_values(chunk, |mut b, ((id, path), (depth, e))| {
+            b.push_bind((*id).to_owned())
                 .push_bind(path.clone())
                 .push_bind(*depth)
                 .push_bind(e.format.as_str())
@@ -284,10 +317,12 @@ async fn upsert_tree_tx(
              format = excluded.format, mime_type = excluded.mime_type, value = excluded.value, \
              updated_at = excluded.updated_at WHERE excluded.updated_at >= tree_nodes.updated_at",
         );
-        qb.build()
-            .execute(&mut *conn)
+        let q = qb.build();
+        // The batch's statement text varies with its size: not cached.
+        let q = if rows.len() > 1 { q.persistent(false) } else { q };
+        q.execute(&mut *conn)
             .await
-            .map_err(|e| db_keyed(e, "tree node", &format!("device {id}")))?;
+            .map_err(|e| db_keyed(e, "tree node", parent))?;
     }
     Ok(())
 }
@@ -410,6 +445,7 @@ async fn claim_tx(
     device: &DeviceId,
     session: &SessionId,
     now: Timestamp,
+    set_sent: Option<&str>,
 ) -> Result<Vec<Operation>, StoreError> {
     // The lifecycle function is the authority; the SQL below encodes this one transition.
     OpState::Queued
@@ -420,9 +456,10 @@ async fn claim_tx(
         })?;
     let sql = format!(
         "UPDATE operations SET state = 'in_session', session = $1, attempts = attempts + 1, \
-         updated_at = $2 WHERE state = 'queued' AND id IN (SELECT id FROM operations \
+         updated_at = $2{} WHERE state = 'queued' AND id IN (SELECT id FROM operations \
          WHERE device_id = $3 AND state = 'queued' AND (expires_at IS NULL OR expires_at > $2) \
-         ORDER BY id{SKIP_LOCKED}) RETURNING {OP_COLS}"
+         ORDER BY id{SKIP_LOCKED}) RETURNING {OP_COLS}",
+        set_sent.map_or(String::new(), |e| format!(", sent = {e}"))
     );
     let rows = sqlx::query(&sql)
         .bind(session.0.clone())
@@ -452,7 +489,22 @@ async fn apply_progress(
     now: Timestamp,
 ) -> Result<Operation, StoreError> {
     let mut op = lock_op(conn, id).await?;
-    held_by(&op, session)?;
+    progress(&mut op, session, sent, outcomes, finish, now)?;
+    save_op(conn, &op).await?;
+    Ok(op)
+}
+
+/// What `apply_progress` does to the operation, in memory.
+fn progress(
+    op: &mut Operation,
+    session: &SessionId,
+    sent: &[usize],
+    outcomes: Vec<CommandOutcome>,
+    finish: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let id = op.id;
+    held_by(op, session)?;
     if let Some(&bad) = sent.iter().find(|&&i| i >= op.commands.len()) {
         return Err(StoreError::Invalid(format!("operation {id} has no command {bad}")));
     }
@@ -464,8 +516,7 @@ async fn apply_progress(
         op.merge_outcomes(outcomes);
         op.updated_at = now;
     }
-    save_op(conn, &op).await?;
-    Ok(op)
+    Ok(())
 }
 
 /// Applies the recovery rule to in-session operations: all of them (`filter == None`), or
@@ -508,48 +559,238 @@ async fn release_tx(
     recover_where(conn, Some(("session = $1", session.0.clone())), now, report).await
 }
 
-async fn apply_outcome_tx(
+/// Applies a batch of session outcomes, in order, with a few multi-row statements for the
+/// whole batch (each statement is a round trip, a thread hand-off on SQLite): devices and
+/// operations are read once, changed in memory outcome after outcome exactly as the
+/// one-outcome helpers would (`record_contact_tx`, `set_nonces_tx`, `apply_progress`), and
+/// written back once. Tree changes are one upsert when the batch deletes nothing, else per
+/// outcome (deletes before upserts). What each outcome derives (`device.seen`, state changes,
+/// command results and charges) goes to its own entry of `derived`, in the order the
+/// one-outcome helpers would derive it.
+async fn apply_outcomes_tx(
     conn: &mut Conn,
-    o: &SessionOutcome,
-    report: &mut RecoveryReport,
-    derived: &mut Derived,
+    outcomes: &[SessionOutcome],
+    derived: &mut [Derived],
 ) -> Result<(), StoreError> {
-    if let Some(info) = &o.contact {
-        let d = record_contact_tx(conn, &o.device_id, info, o.now).await?;
-        derived.seen(&d, o.now);
-    }
-    if let Some(n) = &o.nonces {
-        set_nonces_tx(conn, &o.device_id, n).await?;
-    }
-    for p in &o.tree_deleted {
-        delete_tree_tx(conn, &o.device_id, p).await?;
-    }
-    if !o.tree.is_empty() {
-        upsert_tree_tx(conn, &o.device_id, &o.tree).await?;
-    }
-    for p in &o.operations {
-        let op = apply_progress(
-            conn,
-            &o.session,
-            p.id,
-            &p.sent,
-            p.outcomes.clone(),
-            p.finished,
-            o.now,
-        )
-        .await?;
-        if op.device_id != o.device_id {
-            return Err(StoreError::Invalid(format!(
-                "operation {} belongs to {}, not {}",
-                op.id, op.device_id, o.device_id
-            )));
+    use std::collections::{HashMap, HashSet};
+    // Devices with a contact to record: read, changed in memory, written once.
+    let ids: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.contact.is_some())
+        .map(|o| o.device_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut devices: HashMap<String, Device> = HashMap::new();
+    for chunk in ids.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {DEVICE_COLS} FROM devices WHERE id IN ("));
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
         }
-        derived.progress(&op, &p.outcomes, o.now);
+        qb.push(format!("){FOR_UPDATE}"));
+        for r in &qb.build().persistent(false).fetch_all(&mut *conn).await.map_err(db)? {
+            let d = device_from_row(r)?;
+            devices.insert(d.id.as_str().to_owned(), d);
+        }
     }
-    if o.ended {
-        release_logged(conn, &o.session, o.now, report, derived).await?;
+    // Operations with progress: the same.
+    let op_ids: Vec<i64> = outcomes
+        .iter()
+        .flat_map(|o| o.operations.iter().map(|p| to_i64(p.id.0)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut ops: HashMap<OperationId, Operation> = HashMap::new();
+    for chunk in op_ids.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {OP_COLS} FROM operations WHERE id IN ("));
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        qb.push(format!("){FOR_UPDATE}"));
+        for r in &qb.build().persistent(false).fetch_all(&mut *conn).await.map_err(db)? {
+            let op = op_from_row(r)?;
+            ops.insert(op.id, op);
+        }
+    }
+    let mut devices_changed: Vec<String> = Vec::new();
+    let mut ops_changed: Vec<OperationId> = Vec::new();
+    // Without deletes in the batch, all tree changes are one upsert.
+    let merge_trees = outcomes.iter().all(|o| o.tree_deleted.is_empty());
+    let mut trees: BTreeMap<(&str, String), (i64, &TreeEntry)> = BTreeMap::new();
+    for (o, derived) in outcomes.iter().zip(derived.iter_mut()) {
+        let id = &o.device_id;
+        match (&o.contact, &o.nonces, devices.get_mut(id.as_str())) {
+            (Some(_), _, None) => return Err(StoreError::NotFound(format!("device {id}"))),
+            (None, Some(n), None) => set_nonces_tx(conn, id, n).await?,
+            (contact, nonces, Some(d)) => {
+                if let Some(n) = nonces {
+                    let dm = d.dm.as_mut().ok_or_else(|| {
+                        StoreError::NotFound(format!("DM account of device {id}"))
+                    })?;
+                    dm.client_nonce = n.client_nonce.clone();
+                    dm.server_nonce = n.server_nonce.clone();
+                }
+                if let Some(info) = contact {
+                    d.record_contact(info, o.now);
+                    derived.seen(d, o.now);
+                }
+                if contact.is_some() || nonces.is_some() {
+                    devices_changed.push(id.as_str().to_owned());
+                }
+            }
+            (None, None, None) => {}
+        }
+        if !merge_trees {
+            for p in &o.tree_deleted {
+                delete_tree_tx(conn, id, p).await?;
+            }
+            if !o.tree.is_empty() {
+                upsert_tree_tx(conn, id, &o.tree).await?;
+            }
+        } else {
+            // As one upsert after the other would: within an outcome the last entry for a
+            // path wins, across outcomes the newer (or, equally new, the later) one.
+            for (path, row) in tree_rows(&o.tree) {
+                match trees.entry((id.as_str(), path)) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(row);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut old) => {
+                        if row.1.updated_at >= old.get().1.updated_at {
+                            old.insert(row);
+                        }
+                    }
+                }
+            }
+        }
+        for p in &o.operations {
+            let op = ops
+                .get_mut(&p.id)
+                .ok_or_else(|| StoreError::NotFound(format!("operation {}", p.id)))?;
+            progress(op, &o.session, &p.sent, p.outcomes.clone(), p.finished, o.now)?;
+            if op.device_id != *id {
+                return Err(StoreError::Invalid(format!(
+                    "operation {} belongs to {}, not {id}",
+                    op.id, op.device_id
+                )));
+            }
+            derived.progress(op, &p.outcomes, o.now);
+            ops_changed.push(op.id);
+        }
+    }
+    if !trees.is_empty() {
+        let rows: Vec<_> = trees.into_iter().collect();
+        upsert_tree_rows(conn, &rows, "device").await?;
+    }
+    // Write back: one multi-row UPDATE per chunk (`VALUES` columns are column1, column2, …
+    // in both SQLite and PostgreSQL).
+    devices_changed.sort();
+    devices_changed.dedup();
+    let devices_changed: Vec<&Device> =
+        devices_changed.iter().filter_map(|id| devices.get(id)).collect();
+    for chunk in devices_changed.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new("UPDATE devices SET manufacturer = v.column2, \
+             model = v.column3, firmware_version = v.column4, info = v.column5, \
+             first_seen = v.column6, last_seen = v.column7, session_count = v.column8, \
+             dm_client_nonce = COALESCE(v.column9, dm_client_nonce), \
+             dm_server_nonce = COALESCE(v.column10, dm_server_nonce) FROM (");
+        let mut err = None;
+        qb.push_values(chunk, |mut b, d| {
+            let dm = d.dm.as_ref();
+            let info = to_json(&d.info).map_err(|e| err = Some(e)).unwrap_or_default();
+            b.push_bind(d.id.as_str().to_owned())
+                .push_bind(d.info.manufacturer.clone())
+                .push_bind(d.info.model.clone())
+                .push_bind(d.info.firmware_version.clone())
+                .push_bind(info)
+                .push_bind(d.first_seen.map(Timestamp::millis))
+                .push_bind(d.last_seen.map(Timestamp::millis))
+                .push_bind(to_i64(d.session_count))
+                .push_bind(dm.map(|a| a.client_nonce.clone()))
+                .push_bind(dm.map(|a| a.server_nonce.clone()));
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        qb.push(") AS v WHERE devices.id = v.column1");
+        qb.build().persistent(false).execute(&mut *conn).await.map_err(db)?;
+    }
+    ops_changed.sort();
+    ops_changed.dedup();
+    let ops_changed: Vec<&Operation> = ops_changed.iter().filter_map(|id| ops.get(id)).collect();
+    for chunk in ops_changed.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new("UPDATE operations SET state = v.column2, \
+             outcomes = v.column3, sent = v.column4, session = v.column5, updated_at = v.column6, \
+             attempts = v.column7 FROM (");
+        let mut err = None;
+        qb.push_values(chunk, |mut b, op| {
+            let mut json = |r: Result<String, StoreError>| r.map_err(|e| err = Some(e)).unwrap_or_default();
+            let outcomes = json(to_json(&op.outcomes));
+            let sent = json(to_json(&op.sent));
+            b.push_bind(to_i64(op.id.0))
+                .push_bind(op.state.as_str())
+                .push_bind(outcomes)
+                .push_bind(sent)
+                .push_bind(op.session.as_ref().map(|s| s.0.clone()))
+                .push_bind(op.updated_at.millis())
+                .push_bind(i64::from(op.attempts));
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        qb.push(") AS v WHERE operations.id = v.column1");
+        qb.build().persistent(false).execute(&mut *conn).await.map_err(db)?;
     }
     Ok(())
+}
+
+/// Releases every ended session of `outcomes` (after all of them were applied): the
+/// operations they still hold go through the recovery rule, found with one read per chunk
+/// of sessions instead of one per session. A session's operations are its own, so the order
+/// across sessions does not matter.
+/// Returns what was recovered, by session.
+async fn release_ended_tx(
+    conn: &mut Conn,
+    outcomes: &[SessionOutcome],
+) -> Result<std::collections::HashMap<String, RecoveryReport>, StoreError> {
+    let mut released: std::collections::HashMap<String, RecoveryReport> =
+        std::collections::HashMap::new();
+    let ended: std::collections::HashMap<&str, Timestamp> = outcomes
+        .iter()
+        .filter(|o| o.ended)
+        .map(|o| (o.session.0.as_str(), o.now))
+        .collect();
+    let sessions: Vec<&str> = ended.keys().copied().collect();
+    for chunk in sessions.chunks(TREE_CHUNK) {
+        let mut qb = QueryBuilder::<Db>::new(format!(
+            "SELECT {OP_COLS} FROM operations WHERE state = 'in_session' AND session IN ("
+        ));
+        let mut list = qb.separated(", ");
+        for s in chunk {
+            list.push_bind(*s);
+        }
+        qb.push(format!(") ORDER BY id{FOR_UPDATE}"));
+        let rows = qb.build().persistent(false).fetch_all(&mut *conn).await.map_err(db)?;
+        for r in &rows {
+            let mut op = op_from_row(r)?;
+            let Some(now) = op.session.as_ref().and_then(|s| ended.get(s.0.as_str())) else {
+                continue;
+            };
+            let session = op.session.clone().unwrap_or_else(|| SessionId(String::new()));
+            let recovery = recover_interrupted(&mut op, *now);
+            let report = released.entry(session.0).or_default();
+            match recovery {
+                Recovery::NotInSession => continue,
+                Recovery::Requeued { .. } => report.requeued.push(op.id),
+                Recovery::Finished => report.finished.push(op.id),
+                Recovery::Failed { .. } => report.failed.push(op.id),
+            }
+            save_op(conn, &op).await?;
+        }
+    }
+    Ok(released)
 }
 
 // --- the trait -----------------------------------------------------------------------------------
@@ -584,6 +825,34 @@ impl Store for ThisStore {
             Some(r) => Ok(Some((device_from_row(&r)?, get::<bool>(&r, "has_queued")?))),
             None => Ok(None),
         }
+    }
+
+    async fn get_devices_for_session(
+        &self,
+        ids: &[DeviceId],
+    ) -> Result<Vec<Option<(Device, bool)>>, StoreError> {
+        let mut found: std::collections::HashMap<String, (Device, bool)> =
+            std::collections::HashMap::new();
+        for chunk in ids.chunks(TREE_CHUNK) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT {DEVICE_COLS}, EXISTS(SELECT 1 FROM operations o \
+                 WHERE o.device_id = devices.id AND o.state = 'queued') AS has_queued \
+                 FROM devices WHERE id IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            qb.push(")");
+            let q = qb.build();
+            // The statement text varies with the batch size: not cached.
+            let q = if chunk.len() > 1 { q.persistent(false) } else { q };
+            for r in &q.fetch_all(self.reader()).await.map_err(db)? {
+                let d = device_from_row(r)?;
+                found.insert(d.id.as_str().to_owned(), (d, get::<bool>(r, "has_queued")?));
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id.as_str()).cloned()).collect())
     }
 
     async fn list_devices(
@@ -655,7 +924,7 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<Device, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let d = record_contact_tx(&mut tx, id, info, now).await?;
+        let d = record_contact_tx(&mut tx, id, info, now, None).await?;
         tx.commit().await.map_err(db)?;
         Ok(d)
     }
@@ -759,7 +1028,7 @@ impl Store for ThisStore {
             return Ok(Vec::new());
         }
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let ops = claim_tx(&mut tx, device, session, now).await?;
+        let ops = claim_tx(&mut tx, device, session, now, None).await?;
         tx.commit().await.map_err(db)?;
         Ok(ops)
     }
@@ -770,8 +1039,15 @@ impl Store for ThisStore {
         session: &SessionId,
         now: Timestamp,
     ) -> Result<Vec<Operation>, StoreError> {
+        if let Some(all_sent) = ALL_SENT {
+            // Claimed and recorded as sent in one statement (and its events).
+            let mut tx = self.writer().begin().await.map_err(db)?;
+            let ops = claim_tx(&mut tx, device, session, now, Some(all_sent)).await?;
+            tx.commit().await.map_err(db)?;
+            return Ok(ops);
+        }
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let mut ops = claim_tx(&mut tx, device, session, now).await?;
+        let mut ops = claim_tx(&mut tx, device, session, now, None).await?;
         for op in &mut ops {
             let all: Vec<usize> = (0..op.commands.len()).collect();
             op.mark_sent(&all);
@@ -779,6 +1055,81 @@ impl Store for ThisStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(ops)
+    }
+
+    async fn claim_to_send_many(
+        &self,
+        claims: &[(DeviceId, SessionId)],
+        now: Timestamp,
+    ) -> Result<Vec<Vec<Operation>>, StoreError> {
+        let Some(all_sent) = ALL_SENT else {
+            // PostgreSQL: one claim after the other (each skips rows locked by others).
+            let mut out = Vec::with_capacity(claims.len());
+            for (device, session) in claims {
+                out.push(self.claim_to_send(device, session, now).await?);
+            }
+            return Ok(out);
+        };
+        OpState::Queued
+            .check_transition(OpState::InSession)
+            .map_err(|source| StoreError::IllegalTransition {
+                id: OperationId(0),
+                source,
+            })?;
+        // One UPDATE for all the devices (each once: its first session gets its operations).
+        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, (device, _)) in claims.iter().enumerate() {
+            first.entry(device.as_str()).or_insert(i);
+        }
+        let mut out: Vec<Vec<Operation>> = vec![Vec::new(); claims.len()];
+        let unique: Vec<usize> = {
+            let mut u: Vec<usize> = first.values().copied().collect();
+            u.sort_unstable();
+            u
+        };
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        for chunk in unique.chunks(TREE_CHUNK) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE operations SET state = 'in_session', session = v.column2, \
+                 attempts = attempts + 1, updated_at = ",
+            );
+            qb.push_bind(now.millis());
+            qb.push(format!(", sent = {all_sent} FROM ("));
+            qb.push_values(chunk, |mut b, &i| {
+                let (device, session) = &claims[i];
+                b.push_bind(device.as_str().to_owned())
+                    .push_bind(session.0.clone());
+            });
+            qb.push(
+                ") AS v WHERE operations.device_id = v.column1 AND operations.state = 'queued' \
+                 AND (operations.expires_at IS NULL OR operations.expires_at > ",
+            );
+            qb.push_bind(now.millis());
+            qb.push(format!(") RETURNING {OP_COLS}"));
+            let rows = qb
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            for r in &rows {
+                let op = op_from_row(r)?;
+                if let Some(&i) = first.get(op.device_id.as_str()) {
+                    out[i].push(op);
+                }
+            }
+        }
+        // queued → in_session events, as claim_tx records them.
+        let mut derived = Derived::default();
+        for ops in &mut out {
+            ops.sort_by_key(|o| o.id);
+            for op in ops.iter() {
+                derived.state_changed(op, OpState::Queued, now);
+            }
+        }
+        write_derived(&mut tx, &derived).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
     }
 
     async fn mark_sent(
@@ -925,8 +1276,25 @@ impl Store for ThisStore {
         let mut report = RecoveryReport::default();
         let mut derived = Derived::default();
         let mut tx = self.writer().begin().await.map_err(db)?;
-        for o in outcomes {
-            apply_outcome_logged(&mut tx, o, &mut report, &mut derived).await?;
+        // Per outcome, as one after the other would derive them: the adapter's events
+        // (`session.ended` last), `device.seen`, state changes, results and charges, then
+        // the state changes of what the session's release recovered.
+        let mut per: Vec<Derived> = outcomes.iter().map(|_| Derived::default()).collect();
+        apply_outcomes_tx(&mut tx, outcomes, &mut per).await?;
+        let mut released = release_ended_tx(&mut tx, outcomes).await?;
+        for (o, own) in outcomes.iter().zip(per) {
+            let (ended, first): (Vec<&NewEvent>, Vec<&NewEvent>) = o
+                .events
+                .iter()
+                .partition(|e| e.kind == EventKind::SessionEnded);
+            derived.events.extend(first.into_iter().cloned());
+            derived.events.extend(own.events);
+            derived.charges.extend(own.charges);
+            if o.ended {
+                let r = released.remove(o.session.0.as_str()).unwrap_or_default();
+                merge_recovered(&mut tx, r, o.now, &mut report, &mut derived).await?;
+            }
+            derived.events.extend(ended.into_iter().cloned());
         }
         write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;

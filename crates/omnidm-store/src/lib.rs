@@ -109,6 +109,12 @@ impl Store for AnyStore {
     ) -> Result<Option<(Device, bool)>, StoreError> {
         dispatch!(self.get_device_for_session(id))
     }
+    async fn get_devices_for_session(
+        &self,
+        ids: &[DeviceId],
+    ) -> Result<Vec<Option<(Device, bool)>>, StoreError> {
+        dispatch!(self.get_devices_for_session(ids))
+    }
     async fn list_devices(
         &self,
         filter: &DeviceFilter,
@@ -176,6 +182,13 @@ impl Store for AnyStore {
         now: Timestamp,
     ) -> Result<Vec<Operation>, StoreError> {
         dispatch!(self.claim_to_send(device, session, now))
+    }
+    async fn claim_to_send_many(
+        &self,
+        claims: &[(DeviceId, SessionId)],
+        now: Timestamp,
+    ) -> Result<Vec<Vec<Operation>>, StoreError> {
+        dispatch!(self.claim_to_send_many(claims, now))
     }
     async fn mark_sent(
         &self,

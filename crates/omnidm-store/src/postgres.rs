@@ -12,6 +12,8 @@ type ThisStore = PgStore;
 const FOR_UPDATE: &str = " FOR UPDATE";
 /// Claims skip rows another node is claiming instead of waiting for them.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+/// `Operation::sent` is written by `save_op` after the claim.
+const ALL_SENT: Option<&str> = None;
 /// Taken by every transaction before it inserts events, held until it commits: event ids
 /// (BIGSERIAL, assigned at insert) then increase in commit order, which readers rely on
 /// when they use them as cursors. The key is an arbitrary constant private to omnidm.

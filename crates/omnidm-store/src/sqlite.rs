@@ -13,6 +13,10 @@ type ThisStore = SqliteStore;
 /// SQLite has no row locks; the single writer connection serialises every writer.
 const FOR_UPDATE: &str = "";
 const SKIP_LOCKED: &str = "";
+/// All commands of a claimed operation marked sent, computed in the claim's own UPDATE (the
+/// JSON of `Operation::sent` with every entry `true`): the claim is one statement.
+const ALL_SENT: Option<&str> =
+    Some("(SELECT json_group_array(json('true')) FROM json_each(commands))");
 /// Event ids follow commit order already: the single writer connection commits in the order
 /// it assigns them.
 const EVENT_ORDER_LOCK: &str = "";
@@ -68,9 +72,13 @@ impl SqliteStore {
         base: SqliteConnectOptions,
         path: PathBuf,
     ) -> Result<SqliteStore, omnidm_core::StoreError> {
+        // No ping before each acquire: the database is a local file, and with sqlx's SQLite
+        // driver every statement (a ping too) is a hand-off to the connection's worker thread
+        // and back, the dominant cost of a session.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(db)?;
@@ -80,6 +88,7 @@ impl SqliteStore {
             .map_err(|e| omnidm_core::StoreError::Backend(Box::new(e)))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await
             .map_err(db)?;

@@ -312,25 +312,6 @@ async fn merge_recovered(
     Ok(())
 }
 
-/// Applies one session outcome (`apply_outcome_tx`) and collects what it derives: the
-/// adapter's events (`session.ended` last), `device.seen`, state changes, command results
-/// and charges.
-async fn apply_outcome_logged(
-    conn: &mut Conn,
-    o: &SessionOutcome,
-    report: &mut RecoveryReport,
-    derived: &mut Derived,
-) -> Result<(), StoreError> {
-    let (ended, first): (Vec<&NewEvent>, Vec<&NewEvent>) = o
-        .events
-        .iter()
-        .partition(|e| e.kind == EventKind::SessionEnded);
-    derived.events.extend(first.into_iter().cloned());
-    apply_outcome_tx(conn, o, report, derived).await?;
-    derived.events.extend(ended.into_iter().cloned());
-    Ok(())
-}
-
 /// `device.registered` for a new device.
 fn registered_event(d: &Device) -> Derived {
     let data = serde_json::json!({ "protocol": d.protocol.as_str() });

@@ -145,6 +145,9 @@ suite!(
     async_reports_amend_finished_operations,
     device_for_session_tells_whether_work_is_queued,
     claim_to_send_records_every_command_as_sent,
+    claim_to_send_many_claims_each_device_once,
+    session_outcomes_batch_equals_one_after_the_other,
+    devices_for_session_answer_each_id_in_order,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1301,4 +1304,142 @@ async fn claim_to_send_records_every_command_as_sent(b: &Backend) {
             .is_empty()
     );
     s.close().await;
+}
+
+/// Claims of several sessions in one call: each device's operations go to its (first)
+/// session, recorded as sent; a device with nothing queued gets nothing.
+async fn claim_to_send_many_claims_each_device_once(b: &Backend) {
+    let s = b.open().await;
+    for d in ["dev-a", "dev-b", "dev-c"] {
+        add_device(&s, d).await;
+    }
+    let get = || {
+        vec![
+            OpCommand::Get {
+                path: path("./DevInfo/Mod"),
+            },
+            OpCommand::Get {
+                path: path("./DevInfo/Man"),
+            },
+        ]
+    };
+    let a1 = submit(&s, "dev-a", get()).await;
+    let a2 = submit(&s, "dev-a", get()).await;
+    let b1 = submit(&s, "dev-b", get()).await;
+    let claims = vec![
+        (did("dev-b"), sess("node1:b")),
+        (did("dev-c"), sess("node1:c")),
+        (did("dev-a"), sess("node1:a")),
+        (did("dev-a"), sess("node1:a2")),
+    ];
+    let got = s.claim_to_send_many(&claims, t(1)).await.unwrap();
+    assert_eq!(got.len(), 4);
+    let ids = |v: &Vec<Operation>| v.iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(ids(&got[0]), vec![b1.id]);
+    assert!(got[1].is_empty());
+    assert_eq!(ids(&got[2]), vec![a1.id, a2.id]);
+    assert!(got[3].is_empty(), "a device is claimed once");
+    for o in [a1.id, a2.id, b1.id] {
+        let stored = op(&s, o).await;
+        assert_eq!(stored.state, OpState::InSession);
+        assert_eq!(stored.sent, vec![true, true]);
+        assert_eq!(stored.attempts, 1);
+    }
+    assert_eq!(op(&s, a1.id).await.session, Some(sess("node1:a")));
+    assert!(
+        s.claim_to_send_many(&claims, t(2))
+            .await
+            .unwrap()
+            .iter()
+            .all(Vec::is_empty)
+    );
+    s.close().await;
+}
+
+/// A batch of outcomes (written with multi-row statements) ends as the same outcomes applied
+/// one after the other: two sessions of one device count twice, the newer tree observation
+/// wins, each session's operations finish or are released.
+async fn session_outcomes_batch_equals_one_after_the_other(b: &Backend) {
+    let s = b.open().await;
+    let one = add_device(&s, "IMEI:1").await.id;
+    let two = add_device(&s, "IMEI:2").await.id;
+    let done = submit(&s, "IMEI:1", vec![get("./DevInfo/Mod")]).await.id;
+    let left = submit(&s, "IMEI:2", vec![get("./DevInfo/Mod")]).await.id;
+    s.claim(&one, &sess("n:a"), t(1)).await.unwrap();
+    s.claim(&two, &sess("n:c"), t(1)).await.unwrap();
+    let outcome = |dev: &DeviceId, session: &str, now: i64| SessionOutcome {
+        device_id: dev.clone(),
+        session: sess(session),
+        now: t(now),
+        contact: Some(DeviceInfo {
+            model: Some(format!("M{now}")),
+            ..Default::default()
+        }),
+        nonces: None,
+        tree: vec![],
+        tree_deleted: vec![],
+        operations: vec![],
+        events: vec![],
+        ended: true,
+    };
+    let mut a = outcome(&one, "n:a", 5);
+    a.tree = vec![entry("./X", "new", t(5)), entry("./Y", "a", t(5))];
+    a.operations = vec![OpProgress {
+        id: done,
+        sent: vec![0],
+        outcomes: vec![ok(0, t(5))],
+        finished: true,
+    }];
+    let mut b2 = outcome(&one, "n:b", 6);
+    b2.tree = vec![entry("./X", "old", t(4))];
+    b2.nonces = Some(Nonces {
+        client_nonce: b"c".to_vec(),
+        server_nonce: b"s".to_vec(),
+    });
+    let mut c = outcome(&two, "n:c", 7);
+    c.tree = vec![entry("./X", "two", t(7))];
+    let report = s.apply_session_outcomes(&[a, b2, c]).await.unwrap();
+    assert_eq!(report.requeued, vec![left], "n:c ended holding it");
+    let d1 = s.get_device(&one).await.unwrap().unwrap();
+    assert_eq!((d1.session_count, d1.last_seen), (2, Some(t(6))));
+    assert_eq!(d1.info.model.as_deref(), Some("M6"));
+    assert_eq!(d1.dm.unwrap().client_nonce, b"c".to_vec());
+    let d2 = s.get_device(&two).await.unwrap().unwrap();
+    assert_eq!(d2.session_count, 1);
+    let value = |v: Vec<TreeEntry>| v.first().and_then(|e| e.value.clone());
+    let x1 = s.read_tree(&one, &path("./X"), Some(0)).await.unwrap();
+    assert_eq!(
+        value(x1).as_deref(),
+        Some("new"),
+        "an older observation never wins"
+    );
+    let x2 = s.read_tree(&two, &path("./X"), Some(0)).await.unwrap();
+    assert_eq!(value(x2).as_deref(), Some("two"));
+    assert_eq!(op(&s, done).await.state, OpState::Succeeded);
+    assert_eq!(op(&s, left).await.state, OpState::Queued);
+}
+
+/// The batched session-start read: one answer per id, in order (unknown ones `None`, a
+/// repeated id answered each time).
+async fn devices_for_session_answer_each_id_in_order(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    add_device(&s, "dev-b").await;
+    submit(&s, "dev-b", vec![get("./DevInfo/Mod")]).await;
+    let ids = [did("dev-b"), did("nobody"), did("dev-a"), did("dev-b")];
+    let got = s.get_devices_for_session(&ids).await.unwrap();
+    let seen: Vec<Option<(String, bool)>> = got
+        .into_iter()
+        .map(|f| f.map(|(d, q)| (d.id.as_str().to_owned(), q)))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            Some(("dev-b".to_owned(), true)),
+            None,
+            Some(("dev-a".to_owned(), false)),
+            Some(("dev-b".to_owned(), true)),
+        ]
+    );
+    assert!(s.get_devices_for_session(&[]).await.unwrap().is_empty());
 }

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use omnidm_core::{
     AppId, ChargeKind, ClientAuth, DmAccount, EventKind, NewCharge, NewDevice, NewEvent, OpFilter,
-    OpState, OperationId, Protocol, WsiStore as _,
+    OpState, Operation, OperationId, Protocol, WsiStore as _,
 };
 use omnidm_core::{
     Device, DeviceId, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp,
@@ -56,6 +56,13 @@ struct Inner {
     /// several for PostgreSQL so that its connections keep working in parallel; a device
     /// always goes to the same committer, so its outcomes stay in order.
     committers: Vec<mpsc::Sender<Pending>>,
+    /// SQLite: claims of concurrent sessions go through one claimer, which makes one
+    /// statement of all the claims waiting (the single writer would otherwise take them one
+    /// by one). PostgreSQL claims directly, on its many connections.
+    claimer: Option<mpsc::Sender<PendingClaim>>,
+    /// SQLite: the same for the read at session start (one statement for all the devices
+    /// that called in meanwhile, instead of a thread hand-off each).
+    reader: Option<mpsc::Sender<PendingRead>>,
     config: ServerConfig,
     /// Prefix of every session id this process creates, so a restarting node recovers its own
     /// sessions only (several nodes may share one PostgreSQL database).
@@ -89,6 +96,67 @@ type Pending = (
     SessionOutcome,
     oneshot::Sender<Result<RecoveryReport, StoreError>>,
 );
+
+/// A claim waiting for the claimer.
+type PendingClaim = (
+    (DeviceId, SessionId, Timestamp),
+    oneshot::Sender<Result<Vec<Operation>, StoreError>>,
+);
+
+/// Group claim: takes every claim waiting (up to [`MAX_BATCH`]) and makes them in one store
+/// call ([`Store::claim_to_send_many`]); the latest timestamp of the batch stands for all
+/// (they were taken within one batch's wait). If the batch fails, its claims are retried one
+/// by one.
+async fn group_claim(store: AnyStore, mut rx: mpsc::Receiver<PendingClaim>) {
+    let mut batch: Vec<PendingClaim> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (claims, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let now = claims.iter().map(|c| c.2).max().unwrap_or_else(now_ts);
+        let pairs: Vec<(DeviceId, SessionId)> = claims
+            .iter()
+            .map(|(d, s, _)| (d.clone(), s.clone()))
+            .collect();
+        match store.claim_to_send_many(&pairs, now).await {
+            Ok(results) => {
+                for (tx, ops) in waiters.into_iter().zip(results) {
+                    let _ = tx.send(Ok(ops));
+                }
+            }
+            Err(_) => {
+                for ((device, session, stamp), tx) in claims.into_iter().zip(waiters) {
+                    let _ = tx.send(store.claim_to_send(&device, &session, stamp).await);
+                }
+            }
+        }
+    }
+}
+
+/// A session start waiting for the group reader.
+type PendingRead = (
+    DeviceId,
+    oneshot::Sender<Result<Option<(Device, bool)>, StoreError>>,
+);
+
+/// Group read: every session start waiting (up to [`MAX_BATCH`]) in one store call
+/// ([`Store::get_devices_for_session`]); if it fails, one by one.
+async fn group_read(store: AnyStore, mut rx: mpsc::Receiver<PendingRead>) {
+    let mut batch: Vec<PendingRead> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (ids, waiters): (Vec<DeviceId>, Vec<_>) = batch.drain(..).unzip();
+        match store.get_devices_for_session(&ids).await {
+            Ok(found) => {
+                for (tx, f) in waiters.into_iter().zip(found) {
+                    let _ = tx.send(Ok(f));
+                }
+            }
+            Err(_) => {
+                for (id, tx) in ids.iter().zip(waiters) {
+                    let _ = tx.send(store.get_device_for_session(id).await);
+                }
+            }
+        }
+    }
+}
 
 /// Most outcomes written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -188,10 +256,22 @@ impl DmEndpoint {
                 tx
             })
             .collect();
+        let claimer = matches!(store, AnyStore::Sqlite(_)).then(|| {
+            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(group_claim(store.clone(), rx));
+            tx
+        });
+        let reader = matches!(store, AnyStore::Sqlite(_)).then(|| {
+            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(group_read(store.clone(), rx));
+            tx
+        });
         Self {
             inner: Arc::new(Inner {
                 store,
                 committers,
+                claimer,
+                reader,
                 config,
                 node: node.into(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
@@ -329,7 +409,7 @@ impl DmEndpoint {
                 &format!("device id {device_id:?}: {e}"),
             )
         })?;
-        let (device, has_queued) = match self.inner.store.get_device_for_session(&id).await {
+        let (device, has_queued) = match self.device_for_session(&id).await {
             Ok(Some(found)) => found,
             Ok(None) if self.inner.open_enrolment.is_some() => (self.enrol(&id).await?, false),
             Ok(None) => {
@@ -490,8 +570,6 @@ impl DmEndpoint {
         // The claimed commands all go into the next reply: recorded as sent in the claim's own
         // transaction, before that reply leaves (nothing unsafe is ever sent twice).
         match self
-            .inner
-            .store
             .claim_to_send(&live.device_id, &live.session_id, stamp)
             .await
         {
@@ -505,6 +583,43 @@ impl DmEndpoint {
                 tracing::error!(device = %live.device_id, error = %e, "cannot enqueue a command");
             }
         }
+    }
+
+    /// The session-start read, through the group reader when there is one.
+    async fn device_for_session(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<(Device, bool)>, StoreError> {
+        if let Some(reader) = &self.inner.reader {
+            let (tx, rx) = oneshot::channel();
+            // If the reader is gone (shutdown), read directly.
+            if reader.send((id.clone(), tx)).await.is_ok() {
+                return rx.await.unwrap_or_else(|_| {
+                    Err(StoreError::Backend("the group reader stopped".into()))
+                });
+            }
+        }
+        self.inner.store.get_device_for_session(id).await
+    }
+
+    /// Claims through the claimer when there is one.
+    async fn claim_to_send(
+        &self,
+        device: &DeviceId,
+        session: &SessionId,
+        stamp: Timestamp,
+    ) -> Result<Vec<Operation>, StoreError> {
+        if let Some(claimer) = &self.inner.claimer {
+            let (tx, rx) = oneshot::channel();
+            let request = ((device.clone(), session.clone(), stamp), tx);
+            // If the claimer is gone (shutdown), claim directly.
+            if claimer.send(request).await.is_ok() {
+                return rx.await.unwrap_or_else(|_| {
+                    Err(StoreError::Backend("the group claimer stopped".into()))
+                });
+            }
+        }
+        self.inner.store.claim_to_send(device, session, stamp).await
     }
 
     /// Applies pending engine events to the ledger; true when the session ended.
