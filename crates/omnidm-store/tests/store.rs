@@ -10,9 +10,6 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use omnidm_core::{
     ClientAuth, CommandOutcome, Device, DeviceFilter, DeviceId, DeviceInfo, DmAccount, NewDevice,
@@ -20,116 +17,13 @@ use omnidm_core::{
     Operation, OperationId, Protocol, SessionId, SessionOutcome, Store, StoreError, Timestamp,
     TreeEntry, TypedValue, ValueType, status,
 };
-use omnidm_store::{AnyStore, PgStore, SqliteStore};
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use omnidm_store::AnyStore;
 
 // --- harness ---------------------------------------------------------------------------------
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-enum Backend {
-    Sqlite(PathBuf),
-    Pg { admin: PgConnectOptions, db: String },
-}
-
-impl Backend {
-    fn sqlite(name: &str) -> Backend {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "omnidm-store-test-{}-{name}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Backend::Sqlite(dir)
-    }
-
-    async fn postgres(name: &str) -> Option<Backend> {
-        let url = match std::env::var("OMNIDM_TEST_PG_URL") {
-            Ok(u) if !u.is_empty() => u,
-            _ => {
-                let required = std::env::var("OMNIDM_TEST_REQUIRE_PG").is_ok_and(|v| v == "1");
-                assert!(
-                    !required,
-                    "OMNIDM_TEST_REQUIRE_PG=1 but OMNIDM_TEST_PG_URL is unset"
-                );
-                eprintln!("skipped: OMNIDM_TEST_PG_URL is unset");
-                return None;
-            }
-        };
-        let admin = PgConnectOptions::from_str(&url).expect("OMNIDM_TEST_PG_URL");
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let db = format!(
-            "omnidm_t_{}_{}_{n}",
-            name.to_lowercase(),
-            std::process::id()
-        );
-        let mut conn = PgConnection::connect_with(&admin)
-            .await
-            .expect("connect to PG");
-        sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        conn.close().await.ok();
-        Some(Backend::Pg { admin, db })
-    }
-
-    async fn open(&self) -> AnyStore {
-        match self {
-            Backend::Sqlite(dir) => SqliteStore::open_dir(dir)
-                .await
-                .expect("open sqlite")
-                .into(),
-            Backend::Pg { admin, db } => PgStore::connect_with(admin.clone().database(db), 8)
-                .await
-                .expect("open pg")
-                .into(),
-        }
-    }
-
-    async fn cleanup(&self) {
-        match self {
-            Backend::Sqlite(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Backend::Pg { admin, db } => {
-                if let Ok(mut c) = PgConnection::connect_with(admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
-                }
-            }
-        }
-    }
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let b = crate::Backend::sqlite(stringify!($name));
-                    super::$name(&b).await;
-                    b.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(b) = crate::Backend::postgres(stringify!($name)).await else {
-                        return;
-                    };
-                    super::$name(&b).await;
-                    b.cleanup().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod harness;
+use harness::Backend;
 
 suite!(
     device_crud,
