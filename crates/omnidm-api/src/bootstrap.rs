@@ -17,12 +17,12 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub async fn ensure_admin<S: WsiStore>(
     store: &S,
     data_dir: &Path,
-) -> anyhow_free::Result<Option<PathBuf>> {
-    if store.has_apps().await.map_err(anyhow_free::Error::store)? {
+) -> Result<Option<PathBuf>, BootstrapError> {
+    if store.has_apps().await? {
         return Ok(None);
     }
     let t = now();
-    let id = AppId::new(AppId::ADMIN).map_err(|e| anyhow_free::Error(e.to_string()))?;
+    let id = AppId::new(AppId::ADMIN).map_err(|e| BootstrapError(e.to_string()))?;
     let app = Application {
         id: id.clone(),
         description: "Created on first start; its key is in admin.key".into(),
@@ -35,19 +35,13 @@ pub async fn ensure_admin<S: WsiStore>(
     };
     let key = tokio::task::spawn_blocking(move || mint_key(&id, t, None))
         .await
-        .map_err(|e| anyhow_free::Error(e.to_string()))?
-        .map_err(|e| anyhow_free::Error(e.detail))?;
+        .map_err(|e| BootstrapError(e.to_string()))?
+        .map_err(|e| BootstrapError(e.detail))?;
     let path = data_dir.join(ADMIN_KEY_FILE);
     write_private(&path, &format!("{}\n", key.text))
-        .map_err(|e| anyhow_free::Error(format!("writing {}: {e}", path.display())))?;
-    store
-        .create_app(&app)
-        .await
-        .map_err(anyhow_free::Error::store)?;
-    store
-        .create_key(&key.record)
-        .await
-        .map_err(anyhow_free::Error::store)?;
+        .map_err(|e| BootstrapError(format!("writing {}: {e}", path.display())))?;
+    store.create_app(&app).await?;
+    store.create_key(&key.record).await?;
     Ok(Some(path))
 }
 
@@ -64,19 +58,13 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// A minimal error type so this crate needs no `anyhow`.
-pub mod anyhow_free {
-    /// Bootstrap failure, as text for the operator.
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    pub struct Error(pub String);
+/// Why the bootstrap failed, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BootstrapError(String);
 
-    impl Error {
-        pub(crate) fn store(e: omnidm_core::StoreError) -> Error {
-            Error(e.to_string())
-        }
+impl From<omnidm_core::StoreError> for BootstrapError {
+    fn from(e: omnidm_core::StoreError) -> BootstrapError {
+        BootstrapError(e.to_string())
     }
-
-    /// Result of the bootstrap.
-    pub type Result<T> = std::result::Result<T, Error>;
 }
