@@ -30,6 +30,8 @@ pub struct ApiOptions {
     pub allow_private_webhooks: bool,
     /// The OMA DM server id devices know us by (default of provisioned DM accounts).
     pub dm_server_id: String,
+    /// First webhook retry delay; each further failure doubles it (capped at 1 h).
+    pub webhook_retry_base: std::time::Duration,
 }
 
 impl Default for ApiOptions {
@@ -40,6 +42,7 @@ impl Default for ApiOptions {
             event_poll: std::time::Duration::from_millis(200),
             allow_private_webhooks: false,
             dm_server_id: "omnidm".into(),
+            webhook_retry_base: std::time::Duration::from_secs(1),
         }
     }
 }

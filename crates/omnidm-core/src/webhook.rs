@@ -116,10 +116,11 @@ pub struct DeliveryProgress {
     pub disable: Option<String>,
 }
 
-/// Backoff after `failures` consecutive failures: 1 s, 2 s, 4 s, … capped at 1 h.
-pub fn backoff_millis(failures: u32) -> i64 {
-    let exp = failures.saturating_sub(1).min(12);
-    (1000_i64 << exp).min(3_600_000)
+/// Backoff after `failures` consecutive failures: `base_ms`, twice that, four times, …
+/// capped at 1 h (with the default base of 1 s: 1 s, 2 s, 4 s, …).
+pub fn backoff_millis(base_ms: i64, failures: u32) -> i64 {
+    let exp = failures.saturating_sub(1).min(24);
+    base_ms.max(1).saturating_mul(1_i64 << exp).min(3_600_000)
 }
 
 #[cfg(test)]
@@ -128,9 +129,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        assert_eq!(backoff_millis(1), 1000);
-        assert_eq!(backoff_millis(2), 2000);
-        assert_eq!(backoff_millis(5), 16_000);
-        assert_eq!(backoff_millis(40), 3_600_000);
+        assert_eq!(backoff_millis(1000, 1), 1000);
+        assert_eq!(backoff_millis(1000, 2), 2000);
+        assert_eq!(backoff_millis(1000, 5), 16_000);
+        assert_eq!(backoff_millis(1000, 40), 3_600_000);
+        assert_eq!(backoff_millis(10, 3), 40);
     }
 }

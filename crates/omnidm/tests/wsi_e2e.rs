@@ -122,6 +122,11 @@ type Delivery = (HashMap<String, String>, String);
 
 /// A webhook receiver answering 200 to everything.
 fn receiver() -> (SocketAddr, Inbox) {
+    receiver_with(Arc::new(Mutex::new(200)))
+}
+
+/// A webhook receiver answering with the status in `answer` (changeable while it runs).
+fn receiver_with(answer: Arc<Mutex<u16>>) -> (SocketAddr, Inbox) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let inbox = Inbox::default();
@@ -148,8 +153,11 @@ fn receiver() -> (SocketAddr, Inbox) {
                 .unwrap_or(0);
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let status = *answer.lock().unwrap();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             sink.0
                 .lock()
                 .unwrap()
@@ -791,5 +799,97 @@ fn the_cli_drives_the_api() {
         err.contains("403") && err.contains("no grant of cli-app"),
         "{err}"
     );
+    server.stop();
+}
+
+/// A receiver that keeps failing: every attempt is in the delivery log, retries back off, the
+/// subscription is disabled after the eighth failure, and re-enabling it (the receiver fixed)
+/// delivers the event it was stuck on, once.
+#[test]
+fn a_failing_webhook_backs_off_is_disabled_and_resumes_where_it_stopped() {
+    let data = DataDir::new("wsi-hook-fail");
+    // A short first retry delay so the eight failures take seconds, not minutes.
+    let server = Server::start_env(
+        &data,
+        &["--allow-private-webhooks"],
+        &[("OMNIDM_API_WEBHOOK_RETRY_BASE_MS", "20")],
+    );
+    let api = Api::new(&server, &data);
+    let answer = Arc::new(Mutex::new(500));
+    let (addr, inbox) = receiver_with(answer.clone());
+    let r = api.admin(
+        "POST",
+        "/api/v1/webhooks",
+        Some(json!({"url": format!("http://{addr}/hook"), "event_types": ["device.registered"]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let hook = format!("/api/v1/webhooks/{}", r.body["id"]);
+    assert_eq!(
+        api.admin("POST", "/api/v1/devices", Some(json!({"id": "IMEI:77"})))
+            .status,
+        201
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let disabled = loop {
+        let r = api.admin("GET", &hook, None);
+        if r.body["enabled"] == false || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        disabled.body["enabled"],
+        false,
+        "{} deliveries: {} received: {:?}",
+        disabled.raw,
+        api.admin("GET", &format!("{hook}/deliveries"), None).raw,
+        inbox.0.lock().unwrap()
+    );
+    assert!(
+        disabled.body["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("8 consecutive failed deliveries"),
+        "{}",
+        disabled.raw
+    );
+    let log = api.admin("GET", &format!("{hook}/deliveries?limit=100"), None);
+    let attempts = log.body["items"].as_array().unwrap();
+    assert_eq!(attempts.len(), 8, "{}", log.raw);
+    assert!(attempts.iter().all(|a| a["status"] == 500), "{}", log.raw);
+    assert_eq!(
+        inbox.0.lock().unwrap().len(),
+        8,
+        "every attempt reached the receiver"
+    );
+
+    // Fixed receiver, re-enabled subscription: the stuck event is delivered, once.
+    *answer.lock().unwrap() = 204;
+    let r = api.admin("PATCH", &hook, Some(json!({"enabled": true})));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inbox.0.lock().unwrap().len() < 9 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let received = inbox.0.lock().unwrap().clone();
+    assert_eq!(received.len(), 9, "eight failures and one success");
+    let ids: Vec<Value> = received
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["id"].clone())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "the same event every time: {ids:?}"
+    );
+    let log = api.admin("GET", &format!("{hook}/deliveries?limit=100"), None);
+    assert_eq!(
+        log.body["items"].as_array().unwrap().len(),
+        9,
+        "{}",
+        log.raw
+    );
+    assert_eq!(api.admin("GET", &hook, None).body["failures"], 0);
     server.stop();
 }

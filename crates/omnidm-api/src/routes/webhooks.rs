@@ -748,7 +748,15 @@ async fn deliver_round<S: WsiStore>(
             metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "ok").increment(1);
         } else {
             failures += 1;
-            let progress = failed_progress(cursor, failures, attempt.at, attempt.error.as_deref());
+            let retry_base_ms =
+                i64::try_from(api.shared.options.webhook_retry_base.as_millis()).unwrap_or(1000);
+            let progress = failed_progress(
+                cursor,
+                failures,
+                attempt.at,
+                attempt.error.as_deref(),
+                retry_base_ms,
+            );
             if let Some(reason) = &progress.disable {
                 tracing::warn!(subscription = %sub.id, url = %sub.spec.url, %reason, "webhook disabled");
             }
@@ -783,11 +791,12 @@ pub(crate) fn failed_progress(
     failures: u32,
     at: omnidm_core::Timestamp,
     error: Option<&str>,
+    retry_base_ms: i64,
 ) -> DeliveryProgress {
     DeliveryProgress {
         cursor,
         failures,
-        next_attempt_at: at.plus_millis(backoff_millis(failures)),
+        next_attempt_at: at.plus_millis(backoff_millis(retry_base_ms, failures)),
         disable: (failures >= MAX_FAILURES).then(|| {
             format!(
                 "{failures} consecutive failed deliveries (last: {}); fix the receiver and PATCH {{\"enabled\": true}} to resume",
@@ -979,13 +988,13 @@ mod tests {
     #[test]
     fn failures_back_off_then_disable() {
         let at = Timestamp(1_000_000);
-        let p = failed_progress(EventId(3), 1, at, Some("HTTP 500"));
+        let p = failed_progress(EventId(3), 1, at, Some("HTTP 500"), 1000);
         assert_eq!(p.cursor, EventId(3));
         assert_eq!(p.next_attempt_at, Timestamp(1_001_000));
         assert!(p.disable.is_none());
-        let p = failed_progress(EventId(3), MAX_FAILURES - 1, at, None);
+        let p = failed_progress(EventId(3), MAX_FAILURES - 1, at, None, 1000);
         assert!(p.disable.is_none());
-        let p = failed_progress(EventId(3), MAX_FAILURES, at, Some("HTTP 500"));
+        let p = failed_progress(EventId(3), MAX_FAILURES, at, Some("HTTP 500"), 1000);
         assert!(p.disable.as_deref().is_some_and(|r| r.contains("HTTP 500")));
     }
 

@@ -29,6 +29,8 @@ pub struct Config {
     /// Allow webhook URLs on loopback and private networks (labs and tests; off by default so
     /// an application cannot make the server probe the operator's internal network).
     pub allow_private_webhooks: bool,
+    /// First webhook retry delay (doubles per consecutive failure, capped at 1 h).
+    pub webhook_retry_base: Duration,
 }
 
 /// The OMA DM device endpoint.
@@ -89,6 +91,7 @@ struct FileDm {
 struct FileApi {
     listen: Option<SocketAddr>,
     allow_private_webhooks: Option<bool>,
+    webhook_retry_base_ms: Option<u64>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -166,6 +169,12 @@ impl Config {
         let allow_private_webhooks = overrides.allow_private_webhooks
             || env("OMNIDM_API_ALLOW_PRIVATE_WEBHOOKS").is_some_and(|v| v == "1" || v == "true")
             || api_file.allow_private_webhooks.unwrap_or(false);
+        let webhook_retry_base_ms = match env("OMNIDM_API_WEBHOOK_RETRY_BASE_MS") {
+            Some(v) => v.parse::<u64>().with_context(|| {
+                format!("OMNIDM_API_WEBHOOK_RETRY_BASE_MS={v:?} is not a number of milliseconds")
+            })?,
+            None => api_file.webhook_retry_base_ms.unwrap_or(1000),
+        };
         let api_listen = match (overrides.api_listen, env("OMNIDM_API_LISTEN")) {
             (Some(a), _) => a,
             (None, Some(v)) => parse_addr("OMNIDM_API_LISTEN", v)?,
@@ -201,6 +210,7 @@ impl Config {
                 .or_else(|| env("OMNIDM_PUSH_GATEWAY"))
                 .or(file.push.and_then(|p| p.gateway_url)),
             allow_private_webhooks,
+            webhook_retry_base: Duration::from_millis(webhook_retry_base_ms.max(1)),
         })
     }
 }

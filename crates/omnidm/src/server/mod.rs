@@ -77,6 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api_options = omnidm_api::ApiOptions {
         allow_private_webhooks: config.allow_private_webhooks,
         dm_server_id: config.dm.server_id.clone(),
+        webhook_retry_base: config.webhook_retry_base,
         ..omnidm_api::ApiOptions::default()
     };
     let (wsi, wsi_tasks) = omnidm_api::Api::start(store.clone(), api_options, stop_rx.clone())

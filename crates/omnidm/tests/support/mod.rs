@@ -44,6 +44,11 @@ impl Server {
     }
 
     pub fn start_with(data: &DataDir, extra: &[&str]) -> Server {
+        Server::start_env(data, extra, &[])
+    }
+
+    /// Like [`Server::start_with`], with extra environment variables for the server.
+    pub fn start_env(data: &DataDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -55,6 +60,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("OMNIDM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
