@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use omnidm_core::{
-    AppId, Denial, Device, DeviceId, Grant, Group, GroupId, GroupKind, Need, Permission, WsiStore,
-    authorize,
+    AppId, Device, DeviceId, Grant, Group, GroupId, GroupKind, Permission, WsiStore,
 };
 
 use crate::auth::Caller;
@@ -125,14 +124,6 @@ pub struct DeviceAccess<'a> {
 }
 
 impl DeviceAccess<'_> {
-    /// Decides `needs`.
-    pub fn check(&self, app: &AppId, device: &DeviceId, needs: &[Need]) -> Result<(), Denial> {
-        if self.admin {
-            return Ok(());
-        }
-        authorize(app, device.as_str(), &self.grants, needs)
-    }
-
     /// May the caller see the device at all (any grant covers it)?
     pub fn visible(&self) -> bool {
         self.admin || !self.grants.is_empty()

@@ -122,11 +122,6 @@ impl<S: WsiStore> Api<S> {
             .with_state(self.clone())
             .merge(crate::openapi::docs_router())
     }
-
-    /// The store (for the binary's admin wiring).
-    pub fn store(&self) -> &S {
-        &self.store
-    }
 }
 
 /// Every request: authenticate, admit (rate limit, quota), run, audit.
