@@ -84,6 +84,19 @@ fn tags(mut t: Vec<String>) -> ApiResult<Vec<String>> {
     Ok(t)
 }
 
+/// The device, or 404.
+pub(crate) async fn load_device<S: WsiStore>(store: &S, id: &DeviceId) -> ApiResult<Device> {
+    store
+        .get_device(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id}")))
+}
+
+/// The 403 for a device no grant of the caller covers.
+fn not_covered(caller: &Caller, id: &DeviceId) -> ApiError {
+    ApiError::forbidden(format!("no grant of {} covers device {id}", caller.app.id))
+}
+
 /// Loads a device the caller may see; 403 with the rule when no grant covers it.
 pub(crate) async fn visible_device<S: WsiStore>(
     api: &Api<S>,
@@ -91,11 +104,7 @@ pub(crate) async fn visible_device<S: WsiStore>(
     id: &str,
 ) -> ApiResult<Device> {
     let id = device_id(id)?;
-    let device = api
-        .store
-        .get_device(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+    let device = load_device(&api.store, &id).await?;
     if !caller.is_admin() {
         let grants = api
             .shared
@@ -106,10 +115,7 @@ pub(crate) async fn visible_device<S: WsiStore>(
             .await?
             .visible()
         {
-            return Err(ApiError::forbidden(format!(
-                "no grant of {} covers device {id}",
-                caller.app.id
-            )));
+            return Err(not_covered(caller, &id));
         }
     }
     Ok(device)
@@ -337,11 +343,7 @@ async fn read_tree<S: WsiStore>(
 ) -> ApiResult<axum::Json<TreeView>> {
     let root_text = q.path.unwrap_or_else(|| ".".into());
     let id = device_id(&device)?;
-    let device = api
-        .store
-        .get_device(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+    let device = load_device(&api.store, &id).await?;
     let root = NodePath::parse_for(device.protocol, &root_text)
         .map_err(|e| ApiError::bad_request(format!("path: {e}")))?
         .without_query();
@@ -364,10 +366,7 @@ async fn read_tree<S: WsiStore>(
     };
     if let Some(a) = &access {
         if !a.visible() {
-            return Err(ApiError::forbidden(format!(
-                "no grant of {} covers device {id}",
-                caller.app.id
-            )));
+            return Err(not_covered(&caller, &id));
         }
         let reachable = a.grants.iter().any(|g| {
             g.permissions.contains(&omnidm_core::Permission::Get)

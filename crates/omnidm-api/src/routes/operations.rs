@@ -22,6 +22,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::Caller;
 use crate::dto::{CommandDto, Page};
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::routes::devices::load_device;
 use crate::routes::groups::{all_members, device_id, group_id};
 use crate::routes::idempotency::{IdemJson, reply};
 use crate::state::Api;
@@ -455,11 +456,7 @@ async fn authorize_all<S: WsiStore>(
         }
     }
     for id in devices {
-        let device = api
-            .store
-            .get_device(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+        let device = load_device(&api.store, id).await?;
         let member_of: HashSet<omnidm_core::GroupId> = if bulk {
             static_members
                 .iter()
