@@ -169,3 +169,4 @@ pub fn provision(data: &DataDir, server: &str, n: usize, extra: &[&str]) -> Vec<
         })
         .collect()
 }
+pub mod wsi;
