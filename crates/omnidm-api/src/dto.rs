@@ -795,7 +795,18 @@ pub struct UiDto {
 }
 
 fn path(p: &str) -> Result<NodePath, ApiError> {
-    NodePath::dm(p).map_err(|e| ApiError::bad_request(format!("path {p:?}: {e}")))
+    let path = NodePath::dm(p).map_err(|e| ApiError::bad_request(format!("path {p:?}: {e}")))?;
+    // A node name holding `/` or `?` travels escaped (`%2F`, `%3F`) and is checked against
+    // the grants as one name, but a device that unescapes it would see other nodes or a
+    // listing query (`./Vendor/x%2F..%2FDMAcc`, `./A/x%3Flist=TNDS`): refused (issue 8).
+    if let NodePath::OmaDm(uri) = &path
+        && uri.segments().any(|s| s.contains(['/', '?']))
+    {
+        return Err(ApiError::bad_request(format!(
+            "path {p:?}: node names containing an escaped '/' or '?' (%2F, %3F) are not accepted"
+        )));
+    }
+    Ok(path)
 }
 
 fn value(

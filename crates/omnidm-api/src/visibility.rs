@@ -17,9 +17,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use omnidm_core::{AppId, DeviceId, Event, EventKind, Grant, NewEvent, WsiStore};
+use omnidm_core::{
+    AppId, DeviceId, DeviceInfo, Event, EventKind, Grant, NewEvent, NodePath, Protocol, WsiStore,
+};
 
-use crate::access::{AppGrants, static_groups};
+use crate::access::{AppGrants, DeviceAccess, static_groups};
 use crate::problem::ApiResult;
 use crate::state::Api;
 
@@ -58,8 +60,8 @@ pub(crate) fn app_may_see(app: &AppId, event: &NewEvent, covering: &[&Grant]) ->
 pub(crate) struct EventVisibility {
     /// `None` for admins.
     app: Option<(AppId, Arc<AppGrants>)>,
-    /// Indices into the grants covering each device seen so far.
-    devices: HashMap<DeviceId, Vec<usize>>,
+    /// Indices into the grants covering each device seen so far, with its protocol.
+    devices: HashMap<DeviceId, (Vec<usize>, Protocol)>,
 }
 
 impl EventVisibility {
@@ -104,29 +106,82 @@ impl EventVisibility {
             return Ok(false); // no grant covers any device: no need to read it
         }
         if !self.devices.contains_key(device_id) {
-            let indices = match store.get_device(device_id).await? {
-                None => Vec::new(),
+            let known = match store.get_device(device_id).await? {
+                None => (Vec::new(), Protocol::OmaDm),
                 Some(device) => {
                     let member_of = static_groups(store, grants, device_id).await?;
                     let covering = grants.for_device(&device, &member_of);
-                    grants
+                    let indices = grants
                         .grants
                         .iter()
                         .enumerate()
                         .filter(|(_, g)| covering.iter().any(|c| std::ptr::eq(*c, *g)))
                         .map(|(i, _)| i)
-                        .collect()
+                        .collect();
+                    (indices, device.protocol)
                 }
             };
-            self.devices.insert(device_id.clone(), indices);
+            self.devices.insert(device_id.clone(), known);
         }
-        let covering: Vec<&Grant> = self
-            .devices
-            .get(device_id)
-            .map(|ix| ix.iter().filter_map(|i| grants.grants.get(*i)).collect())
-            .unwrap_or_default();
-        Ok(app_may_see(app, e, &covering))
+        Ok(app_may_see(app, e, &self.covering(device_id)))
     }
+
+    /// The caller's grants covering `device` (as loaded by [`Self::sees`]).
+    fn covering(&self, device: &DeviceId) -> Vec<&Grant> {
+        let Some((_, grants)) = &self.app else {
+            return Vec::new();
+        };
+        self.devices
+            .get(device)
+            .map(|(ix, _)| ix.iter().filter_map(|i| grants.grants.get(*i)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The event as the caller may see it; call after [`Self::sees`] said yes. Values of
+    /// nodes no `get` grant covers are removed (issue 8 items 1 and 19): device-summary
+    /// fields of `device.seen`, node results of `command.result`, items of `generic.alert`.
+    /// Grants are evaluated as they are now, like visibility itself.
+    pub(crate) fn redact(&self, mut event: Event) -> Event {
+        if self.app.is_none() {
+            return event;
+        }
+        let Some(device) = event.event.device_id.clone() else {
+            return event;
+        };
+        let access = DeviceAccess {
+            admin: false,
+            grants: self.covering(&device),
+        };
+        let readable = |p: &NodePath| access.may_read(p);
+        let data = &mut event.event.data;
+        match event.event.kind {
+            EventKind::DeviceSeen => {
+                let protocol = self.devices.get(&device).map_or(Protocol::OmaDm, |d| d.1);
+                let mut info: DeviceInfo = serde_json::from_value(data.take()).unwrap_or_default();
+                info.redact(protocol, readable);
+                *data = serde_json::to_value(info).unwrap_or_default();
+            }
+            EventKind::CommandResult => {
+                if let Some(results) = data.get_mut("results").and_then(|r| r.as_array_mut()) {
+                    results.retain(|r| node_readable(r.get("path"), &readable));
+                }
+            }
+            EventKind::GenericAlert => {
+                if let Some(items) = data.get_mut("items").and_then(|r| r.as_array_mut()) {
+                    items.retain(|i| node_readable(i.get("source"), &readable));
+                }
+            }
+            _ => {}
+        }
+        event
+    }
+}
+
+/// Is the node named by a JSON path value readable? Unnamed or unparseable nodes are not.
+fn node_readable(path: Option<&serde_json::Value>, readable: &impl Fn(&NodePath) -> bool) -> bool {
+    path.and_then(|p| p.as_str())
+        .and_then(|p| NodePath::parse(p).ok())
+        .is_some_and(|p| readable(&p))
 }
 
 #[cfg(test)]

@@ -211,6 +211,15 @@ impl SubtreePattern {
         }
     }
 
+    /// Does the pattern cover `path` and every node below it? A subtree listing
+    /// (`?list=Struct|StructData|TNDS`) returns all of them, so it needs this.
+    pub fn covers_subtree(&self, path: &NodePath) -> bool {
+        match path {
+            NodePath::OmaDm(uri) => self.pattern.matches_subtree(uri),
+            NodePath::Tr069(_) | NodePath::Lwm2m(_) => false,
+        }
+    }
+
     /// Could any node at or below `root` be covered? (Decides whether a subtree read is
     /// refused outright or answered with the covered nodes only.)
     pub fn may_cover_below(&self, root: &NodePath) -> bool {
@@ -310,6 +319,41 @@ pub struct Need {
     /// The node; `None` for user interaction, which has no node (any grant with `ui` on the
     /// device allows it).
     pub path: Option<NodePath>,
+    /// The need extends to every node below `path` (a Get with `?list=`: the listing returns
+    /// the whole subtree, so a grant on the node or its direct children is not enough).
+    pub subtree: bool,
+}
+
+/// Is `path` a listing of its subtree (`?list=Struct`, `StructData`, `TNDS…`)? DM Protocol
+/// 1.2 §6.6.8 (Get) and TND 1.2 §8 (TNDS): such a Get returns every node below the target.
+pub fn is_listing(path: &NodePath) -> bool {
+    matches!(path, NodePath::OmaDm(uri) if matches!(uri.query(), Some(omnidm_tree::UriQuery::List(_))))
+}
+
+/// Refuses commands that would read a credential (see `NodePath::is_credential`): a Get of
+/// a credential node, or a Copy from one (its value would land somewhere readable). Applies
+/// to every caller, admins included. A listing whose subtree holds credentials is allowed:
+/// their values are dropped where results enter the server.
+pub fn refuse_credential_reads(commands: &[OpCommand]) -> Result<(), Denial> {
+    for c in commands {
+        let source = match c {
+            OpCommand::Get { path } | OpCommand::Copy { from: path, .. } => Some(path),
+            OpCommand::Atomic(cs) | OpCommand::Sequence(cs) => {
+                refuse_credential_reads(cs)?;
+                None
+            }
+            _ => None,
+        };
+        if let Some(path) = source.filter(|p| p.is_credential()) {
+            return Err(Denial {
+                rule: format!(
+                    "{} holds a credential; credentials are never readable through the API",
+                    path.without_query()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The permissions a command list needs (Copy needs `copy` on both ends; containers need
@@ -320,6 +364,7 @@ pub fn needs_of(commands: &[OpCommand]) -> Vec<Need> {
             out.push(Need {
                 permission,
                 path: Some(path.without_query()),
+                subtree: permission == Permission::Get && is_listing(path),
             })
         };
         match c {
@@ -336,6 +381,7 @@ pub fn needs_of(commands: &[OpCommand]) -> Vec<Need> {
             OpCommand::UserInteraction(_) => out.push(Need {
                 permission: Permission::Ui,
                 path: None,
+                subtree: false,
             }),
         }
     }
@@ -347,10 +393,15 @@ pub fn needs_of(commands: &[OpCommand]) -> Vec<Need> {
 /// Does one grant allow `need`? (The caller has checked the device is in the grant's group.)
 pub fn grant_allows(grant: &Grant, need: &Need) -> bool {
     grant.permissions.contains(&need.permission)
-        && need
-            .path
-            .as_ref()
-            .is_none_or(|p| grant.subtrees.iter().any(|s| s.covers(p)))
+        && need.path.as_ref().is_none_or(|p| {
+            grant.subtrees.iter().any(|s| {
+                if need.subtree {
+                    s.covers_subtree(p)
+                } else {
+                    s.covers(p)
+                }
+            })
+        })
 }
 
 /// Decides `needs` on one device, given the grants of the application whose group contains
@@ -364,6 +415,9 @@ pub fn authorize(
     for need in needs {
         if !device_grants.iter().any(|g| grant_allows(g, need)) {
             let what = match &need.path {
+                Some(p) if need.subtree => {
+                    format!("\"{}\" on {p} and everything below it", need.permission)
+                }
                 Some(p) => format!("\"{}\" on {p}", need.permission),
                 None => format!("\"{}\"", need.permission),
             };
@@ -465,6 +519,54 @@ mod tests {
         };
         assert!(!f2.matches(&d));
         assert!(GroupFilter::default().matches(&d));
+    }
+
+    /// Issue 8 item 1: a listing returns the whole subtree, so a grant on the node's direct
+    /// children does not allow it; credentials are never readable, even by a listing's root.
+    #[test]
+    fn listings_need_the_whole_subtree_and_credentials_are_never_read() {
+        let app = AppId::new("app").unwrap();
+        let children = grant(&[Permission::Get], &["./DevInfo/*", "./DMAcc/*"]);
+        for listing in [
+            "./DevInfo/Ext?list=StructData",
+            "./DevInfo/Ext?list=Struct",
+            "./DevInfo/Ext?list=TNDS+Value",
+            "./DMAcc/srv1?list=StructData",
+        ] {
+            let needs = needs_of(&[get(listing)]);
+            let denial = authorize(&app, "d", &[&children], &needs).unwrap_err();
+            assert!(
+                denial.rule.contains("everything below"),
+                "{listing}: {denial}"
+            );
+        }
+        assert_eq!(
+            authorize(&app, "d", &[&children], &needs_of(&[get("./DevInfo/Ext")])),
+            Ok(()),
+            "a plain Get of the node itself is covered by ./DevInfo/*"
+        );
+        let subtree = grant(&[Permission::Get], &["./DevInfo/**"]);
+        let needs = needs_of(&[get("./DevInfo/Ext?list=StructData")]);
+        assert_eq!(authorize(&app, "d", &[&subtree], &needs), Ok(()));
+
+        let secret = "./DMAcc/srv1/AppAuth/SRVCRED/AAuthSecret";
+        assert!(refuse_credential_reads(&[get(secret)]).is_err());
+        assert!(
+            refuse_credential_reads(&[OpCommand::Atomic(vec![OpCommand::Copy {
+                from: NodePath::dm(secret).unwrap(),
+                to: NodePath::dm("./Vendor/x").unwrap(),
+            }])])
+            .is_err()
+        );
+        assert!(refuse_credential_reads(&[get("./DMAcc/srv1?list=StructData")]).is_ok());
+        assert!(
+            refuse_credential_reads(&[OpCommand::Replace {
+                path: NodePath::dm(secret).unwrap(),
+                value: crate::TypedValue::string("new"),
+            }])
+            .is_ok(),
+            "setting a credential is a write, not a read"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use crate::path::NodePath;
 use crate::time::Timestamp;
 
 /// Longest accepted device id, in bytes (DevId values are short; the cap protects indexes).
@@ -174,6 +175,74 @@ impl DeviceInfo {
         for (k, v) in &newer.extra {
             self.extra.insert(k.clone(), v.clone());
         }
+    }
+
+    /// Keeps only the fields whose source node `readable` allows (issue 8: a device summary
+    /// must not show what a Get of the same node would refuse). Fields without a known source
+    /// node in the device's protocol, and vendor extras, are dropped.
+    pub fn redact(&mut self, protocol: Protocol, readable: impl Fn(&NodePath) -> bool) {
+        let fields: [(&mut Option<String>, [&str; 3]); 9] = [
+            (
+                &mut self.manufacturer,
+                ["./DevInfo/Man", "Device.DeviceInfo.Manufacturer", "/3/0/0"],
+            ),
+            (
+                &mut self.model,
+                ["./DevInfo/Mod", "Device.DeviceInfo.ModelName", "/3/0/1"],
+            ),
+            (
+                &mut self.firmware_version,
+                [
+                    "./DevDetail/FwV",
+                    "Device.DeviceInfo.SoftwareVersion",
+                    "/3/0/3",
+                ],
+            ),
+            (
+                &mut self.software_version,
+                [
+                    "./DevDetail/SwV",
+                    "Device.DeviceInfo.SoftwareVersion",
+                    "/3/0/19",
+                ],
+            ),
+            (
+                &mut self.hardware_version,
+                [
+                    "./DevDetail/HwV",
+                    "Device.DeviceInfo.HardwareVersion",
+                    "/3/0/18",
+                ],
+            ),
+            (&mut self.dm_version, ["./DevInfo/DmV", "", ""]),
+            (&mut self.language, ["./DevInfo/Lang", "", ""]),
+            (
+                &mut self.oem,
+                ["./DevDetail/OEM", "Device.DeviceInfo.ManufacturerOUI", ""],
+            ),
+            (
+                &mut self.device_type,
+                [
+                    "./DevDetail/DevTyp",
+                    "Device.DeviceInfo.ProductClass",
+                    "/3/0/17",
+                ],
+            ),
+        ];
+        let column = match protocol {
+            Protocol::OmaDm => 0,
+            Protocol::Tr069 => 1,
+            Protocol::Lwm2m => 2,
+        };
+        for (field, sources) in fields {
+            let source = sources[column];
+            let allowed = !source.is_empty()
+                && NodePath::parse_for(protocol, source).is_ok_and(|p| readable(&p));
+            if !allowed {
+                *field = None;
+            }
+        }
+        self.extra.clear();
     }
 }
 
@@ -454,6 +523,36 @@ pub struct DevicePage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 8 item 19: a summary shows only the fields whose source node is readable.
+    #[test]
+    fn redaction_follows_the_source_nodes() {
+        let mut info = DeviceInfo {
+            manufacturer: Some("Acme".into()),
+            model: Some("M1".into()),
+            firmware_version: Some("1.0".into()),
+            language: Some("en".into()),
+            ..DeviceInfo::default()
+        };
+        info.extra.insert("x".into(), "y".into());
+        let mut dm = info.clone();
+        dm.redact(Protocol::OmaDm, |p| {
+            p.to_string().starts_with("./DevInfo/M")
+        });
+        assert_eq!(dm.manufacturer.as_deref(), Some("Acme"));
+        assert_eq!(dm.model.as_deref(), Some("M1"));
+        assert_eq!((dm.firmware_version, dm.language), (None, None));
+        assert!(dm.extra.is_empty());
+        let mut lw = info.clone();
+        lw.redact(Protocol::Lwm2m, |p| p.to_string() == "/3/0/3");
+        assert_eq!(
+            (lw.manufacturer, lw.firmware_version.as_deref()),
+            (None, Some("1.0"))
+        );
+        let mut all = info;
+        all.redact(Protocol::OmaDm, |_| true);
+        assert!(all.extra.is_empty() && all.language.is_some());
+    }
 
     #[test]
     fn device_id_validation() {

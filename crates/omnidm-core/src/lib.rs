@@ -26,6 +26,7 @@ mod job;
 mod operation;
 mod path;
 mod recovery;
+mod secrets;
 mod store;
 mod time;
 mod value;
@@ -34,7 +35,7 @@ mod wsi_store;
 
 pub use access::{
     Denial, Grant, GrantId, Group, GroupFilter, GroupId, GroupKind, Need, NewGrant, Permission,
-    SubtreePattern, authorize, grant_allows, needs_of,
+    SubtreePattern, authorize, grant_allows, is_listing, needs_of, refuse_credential_reads,
 };
 pub use app::{ApiKey, AppId, Application, KeyId, Role, SlugError};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};

@@ -280,6 +280,22 @@ impl OpCommand {
         }
     }
 
+    /// The command at `index` (top-level index, then positions inside Atomic/Sequence), as
+    /// outcomes address it.
+    pub fn at<'a>(commands: &'a [OpCommand], index: &[u32]) -> Option<&'a OpCommand> {
+        let (first, rest) = index.split_first()?;
+        let cmd = commands.get(usize::try_from(*first).ok()?)?;
+        if rest.is_empty() {
+            return Some(cmd);
+        }
+        match cmd {
+            OpCommand::Atomic(children) | OpCommand::Sequence(children) => {
+                OpCommand::at(children, rest)
+            }
+            _ => None,
+        }
+    }
+
     /// Stable lowercase name (for logs, metrics, ACL checks).
     pub fn name(&self) -> &'static str {
         match self {

@@ -37,19 +37,7 @@ fn op_app(op: &Operation) -> Option<AppId> {
         .and_then(|s| AppId::new(s.to_owned()).ok())
 }
 
-/// The command an outcome index designates (`[i]`, `[i, j]` inside Atomic/Sequence, …).
-fn command_at<'a>(commands: &'a [OpCommand], index: &[u32]) -> Option<&'a OpCommand> {
-    let (first, rest) = index.split_first()?;
-    let cmd = commands.get(usize::try_from(*first).ok()?)?;
-    if rest.is_empty() {
-        return Some(cmd);
-    }
-    match cmd {
-        OpCommand::Atomic(children) | OpCommand::Sequence(children) => command_at(children, rest),
-        _ => None,
-    }
-}
-
+/// The node a command is about (the event's `path`).
 fn command_path(cmd: &OpCommand) -> Option<&NodePath> {
     match cmd {
         OpCommand::Get { path }
@@ -124,7 +112,7 @@ impl Derived {
         let mut executed = 0u64;
         let mut bytes = 0u64;
         for o in outcomes {
-            let cmd = command_at(&op.commands, &o.index);
+            let cmd = OpCommand::at(&op.commands, &o.index);
             let data = serde_json::to_value(o).unwrap_or(serde_json::Value::Null);
             let mut e = Derived::op_event(EventKind::CommandResult, op, now, data);
             e.path = cmd.and_then(command_path).cloned();

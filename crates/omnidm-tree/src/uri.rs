@@ -552,6 +552,13 @@ impl UriPattern {
         self.subtree
     }
 
+    /// Does this pattern match `uri` and every node below it? True only for a `**` pattern
+    /// whose literal part is a prefix of `uri`: what a subtree listing (`?list=…`) rooted at
+    /// `uri` can return is then covered node by node.
+    pub fn matches_subtree(&self, uri: &TreeUri) -> bool {
+        self.subtree && self.matches(uri)
+    }
+
     /// Does `uri` fall under this pattern?
     pub fn matches(&self, uri: &TreeUri) -> bool {
         let n = self.segments.len();
@@ -764,5 +771,20 @@ mod tests {
         assert_eq!(sub.to_string(), "./Vendor/App42/**");
         assert_eq!(mid.to_string(), "./FUMO/*/State");
         assert!(UriPattern::from_uri(&u("./A"), true).matches(&u("./A/B")));
+    }
+
+    #[test]
+    fn subtree_matches_need_a_subtree_pattern() {
+        let sub = UriPattern::parse("./DevInfo/**").unwrap();
+        assert!(sub.matches_subtree(&u("./DevInfo/Ext")));
+        assert!(sub.matches_subtree(&u("./DevInfo")));
+        assert!(!sub.matches_subtree(&u("./DevDetail")));
+        assert!(!sub.matches_subtree(&TreeUri::root()));
+        let children = UriPattern::parse("./DevInfo/*").unwrap();
+        assert!(children.matches(&u("./DevInfo/Ext")));
+        assert!(!children.matches_subtree(&u("./DevInfo/Ext")));
+        let wild = UriPattern::parse("./DMAcc/*/**").unwrap();
+        assert!(wild.matches_subtree(&u("./DMAcc/srv1")));
+        assert!(!wild.matches_subtree(&u("./DMAcc")));
     }
 }

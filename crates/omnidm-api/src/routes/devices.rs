@@ -10,7 +10,7 @@ use omnidm_core::{
 };
 use utoipa::OpenApi;
 
-use crate::access::device_access;
+use crate::access::{DeviceAccess, device_access};
 use crate::auth::Caller;
 use crate::dto::{
     CreateDevice, DeviceView, DmAccountInput, Page, PatchDevice, ProtocolDto, TreeNodeView,
@@ -103,22 +103,45 @@ pub(crate) async fn visible_device<S: WsiStore>(
     caller: &Caller,
     id: &str,
 ) -> ApiResult<Device> {
+    Ok(visible_device_view(api, caller, id).await?.0)
+}
+
+/// Like [`visible_device`], with the summary the caller may see.
+async fn visible_device_view<S: WsiStore>(
+    api: &Api<S>,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(Device, DeviceView)> {
     let id = device_id(id)?;
     let device = load_device(&api.store, &id).await?;
-    if !caller.is_admin() {
-        let grants = api
-            .shared
-            .grants
-            .grants_of(&api.store, &caller.app.id)
-            .await?;
-        if !device_access(&api.store, caller, &grants, &device)
-            .await?
-            .visible()
-        {
-            return Err(not_covered(caller, &id));
-        }
+    if caller.is_admin() {
+        let view = DeviceView::from(&device);
+        return Ok((device, view));
     }
-    Ok(device)
+    let grants = api
+        .shared
+        .grants
+        .grants_of(&api.store, &caller.app.id)
+        .await?;
+    let access = device_access(&api.store, caller, &grants, &device).await?;
+    if !access.visible() {
+        return Err(not_covered(caller, &id));
+    }
+    let view = summary_for(&device, &access);
+    Ok((device, view))
+}
+
+/// The summary of `device` an application sees (issue 8 item 19): the reported values
+/// whose source nodes a `get` grant covers, and no DM account (it is the operator's
+/// provisioning, not device data).
+pub(crate) fn summary_for(device: &Device, access: &DeviceAccess<'_>) -> DeviceView {
+    if access.admin {
+        return DeviceView::from(device);
+    }
+    let mut shown = device.clone();
+    shown.info.redact(device.protocol, |p| access.may_read(p));
+    shown.dm = None;
+    DeviceView::from(&shown)
 }
 
 /// Provisions a device with its DM account (admin). Secrets are write-only.
@@ -232,12 +255,15 @@ async fn list_devices<S: WsiStore>(
         let mut stopped_early = false;
         for (i, d) in page.devices.iter().enumerate() {
             cursor = Some(d.id.clone());
-            let visible = match &grants {
-                None => true,
-                Some(g) => device_access(&api.store, &caller, g, d).await?.visible(),
+            let view = match &grants {
+                None => Some(DeviceView::from(d)),
+                Some(g) => {
+                    let access = device_access(&api.store, &caller, g, d).await?;
+                    access.visible().then(|| summary_for(d, &access))
+                }
             };
-            if visible {
-                items.push(DeviceView::from(d));
+            if let Some(view) = view {
+                items.push(view);
                 if items.len() == limit as usize {
                     stopped_early = i + 1 < page.devices.len();
                     break;
@@ -266,7 +292,7 @@ async fn get_device<S: WsiStore>(
     caller: Caller,
     Path(device): Path<String>,
 ) -> ApiResult<Response> {
-    let view = DeviceView::from(&visible_device(&api, &caller, &device).await?);
+    let (_, view) = visible_device_view(&api, &caller, &device).await?;
     Ok(with_etag(&view))
 }
 
@@ -385,6 +411,8 @@ async fn read_tree<S: WsiStore>(
         .read_tree(&id, &root, q.depth)
         .await?
         .iter()
+        // Credentials are never cached; older caches may still hold some (issue 8).
+        .filter(|e| !e.path.is_credential())
         .filter(|e| access.as_ref().is_none_or(|a| a.may_read(&e.path)))
         .map(|e| TreeNodeView::of(e, t))
         .collect();

@@ -199,7 +199,7 @@ async fn read_visible<S: WsiStore>(
             scanned += 1;
             cursor = e.id;
             if vis.sees(store, &e).await? {
-                items.push(e);
+                items.push(vis.redact(e));
                 if items.len() >= limit {
                     break 'pages;
                 }

@@ -417,6 +417,7 @@ async fn authorize_all<S: WsiStore>(
     devices: &[DeviceId],
     commands: &[omnidm_core::OpCommand],
 ) -> ApiResult<()> {
+    omnidm_core::refuse_credential_reads(commands).map_err(|d| ApiError::forbidden(d.rule))?;
     if caller.is_admin() {
         return Ok(());
     }

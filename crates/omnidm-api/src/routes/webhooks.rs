@@ -712,6 +712,7 @@ async fn deliver_round<S: WsiStore>(
             cursor = event.id; // skipped without an attempt
             continue;
         }
+        let event = vis.redact(event);
         // The URL is checked again: the operator may have withdrawn the private allowance.
         let attempt = match check_url(&sub.spec.url, api.shared.options.allow_private_webhooks) {
             Ok(url) => post_event(client, url, &sub.spec.secret, &event, failures + 1).await,

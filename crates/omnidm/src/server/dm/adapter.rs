@@ -7,7 +7,7 @@
 use omnidm_core::{
     CommandOutcome, DeviceId, DeviceInfo, EventKind, NewEvent, NodePath, NodeResult, Nonces,
     OpCommand, OpProgress, Operation, OperationId, SessionId, SessionOutcome, Timestamp, TreeEntry,
-    TypedValue, UiAnswer, UiKind, ValueType,
+    TypedValue, UiAnswer, UiKind, ValueType, is_listing,
 };
 use omnidm_omadm::server::{self as dm, CommandTag, DmCommand, NodeReport, NodeWrite};
 use omnidm_syncml::Data;
@@ -300,7 +300,7 @@ impl Ledger {
     pub fn apply(&mut self, event: &dm::SessionEvent, now: Timestamp) -> bool {
         use dm::SessionEvent as E;
         match event {
-            E::DeviceInfo(reports) => self.learn(reports, now),
+            E::DeviceInfo(reports) => self.learn(reports, &reported_nodes(reports), now),
             E::NoncesChanged {
                 client_nonce,
                 server_nonce,
@@ -311,8 +311,23 @@ impl Ledger {
                 });
             }
             E::CommandResults { tag, items } => {
-                self.learn(items, now);
-                let results = items.iter().filter_map(node_result).collect();
+                let reported = reported_nodes(items);
+                self.learn(items, &reported, now);
+                let asked = self.asked_path(*tag);
+                let results = reported
+                    .into_iter()
+                    .filter(|r| {
+                        // A Get returns its target and, for a listing, what is below it;
+                        // anything else a device adds is not an answer to what was asked.
+                        let inside = asked.as_ref().is_some_and(|a| a.contains(&r.path));
+                        if !inside {
+                            tracing::warn!(device = %self.device_id, tag, path = %r.path,
+                                "result outside the node asked for, dropped");
+                        }
+                        inside
+                    })
+                    .map(Reported::into_result)
+                    .collect();
                 match self.tags.get(tag).cloned() {
                     Some(slot) => match self.held[slot.op].outcomes.get_mut(&slot.index) {
                         Some(outcome) => outcome.results = results,
@@ -418,7 +433,10 @@ impl Ledger {
                     "type": i.type_,
                     "format": i.format,
                     "mark": i.mark,
-                    "data": i.data.as_ref().and_then(|d| d.as_text()),
+                    // Never a credential's value (issue 8), whatever the device sends.
+                    "data": i.data.as_ref().and_then(|d| d.as_text())
+                        .filter(|_| !i.source.as_deref().and_then(|s| NodePath::dm(s).ok())
+                            .is_some_and(|p| p.is_credential())),
                 })
             })
             .collect();
@@ -435,22 +453,28 @@ impl Ledger {
         self.events.push(event);
     }
 
+    /// The node the Get behind `tag` asked for (without its query), if `tag` is one of ours.
+    fn asked_path(&self, tag: CommandTag) -> Option<NodePath> {
+        let slot = self.tags.get(&tag)?;
+        let held = self.held.get(slot.op)?;
+        match OpCommand::at(&held.op.commands, &slot.index)? {
+            OpCommand::Get { path } => Some(path.without_query()),
+            _ => None,
+        }
+    }
+
     /// Node values from the device: into the tree cache, and DevInfo/DevDetail leaves (package
     /// 1, or the Results of a Get) into the registry's device info.
-    fn learn(&mut self, reports: &[NodeReport], now: Timestamp) {
+    fn learn(&mut self, reports: &[NodeReport], nodes: &[Reported], now: Timestamp) {
         let info = device_info(reports);
         if info != DeviceInfo::default() {
             self.contact
                 .get_or_insert_with(DeviceInfo::default)
                 .merge(&info);
         }
-        self.cache(reports, now);
-    }
-
-    fn cache(&mut self, reports: &[NodeReport], now: Timestamp) {
-        for r in reports {
-            if let Some(entry) = tree_entry(r, now) {
-                self.tree.insert(r.uri.clone(), entry);
+        for node in nodes {
+            if let Some(entry) = node.tree_entry(now) {
+                self.tree.insert(entry.path.to_string(), entry);
             }
         }
     }
@@ -624,38 +648,116 @@ fn value_type(format: Option<&str>) -> ValueType {
         .map_or(ValueType::String, ValueType::from_dm_format)
 }
 
-fn node_result(r: &NodeReport) -> Option<NodeResult> {
-    let path = NodePath::dm(&r.uri).ok()?;
-    let value = r.data.as_ref().map(|d| TypedValue {
-        value_type: value_type(r.format.as_deref()),
-        data: d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned),
-        mime_type: r.mime_type.clone(),
-    });
-    Some(NodeResult { path, value })
-}
-
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn tree_entry(r: &NodeReport, now: Timestamp) -> Option<TreeEntry> {
-    let path = NodePath::dm(&r.uri).ok()?.without_query();
-    let format = value_type(r.format.as_deref());
-    Some(TreeEntry {
-        path,
-        format,
-        mime_type: r.mime_type.clone(),
-        value: match format {
+/// One node the device reported a value (or no value) for.
+#[derive(Debug)]
+struct Reported {
+    /// As reported; a `?prop=` query is kept (the value is the property's).
+    path: NodePath,
+    format: ValueType,
+    mime_type: Option<String>,
+    data: Option<String>,
+}
+
+/// The nodes in a device's report, each on its own: a TNDS document (`?list=TNDS`, TND 1.2
+/// §8) is expanded node by node, so that every node is filtered, cached and shown under its
+/// own path and never as one value of the listed node. Credential nodes are dropped here,
+/// before anything is stored (issue 8: never readable through the API).
+fn reported_nodes(reports: &[NodeReport]) -> Vec<Reported> {
+    let mut out = Vec::new();
+    for r in reports {
+        let Ok(path) = NodePath::dm(&r.uri) else {
+            continue;
+        };
+        if is_tnds(r) {
+            expand_tnds(r, &path, &mut out);
+            continue;
+        }
+        if is_listing(&path) && r.format.as_deref() == Some("xml") {
+            // A listing answered with a document we cannot read as TNDS: dropping it is the
+            // only way not to pass on nodes that cannot be checked one by one.
+            tracing::warn!(path = %path, "unreadable listing result dropped");
+            continue;
+        }
+        out.push(Reported {
+            path,
+            format: value_type(r.format.as_deref()),
+            mime_type: r.mime_type.clone(),
+            data: r.data.as_ref().map(data_text),
+        });
+    }
+    out.retain(|n| !n.path.is_credential());
+    out
+}
+
+/// Is this report a TNDS document (by its MIME type, or because a TNDS listing was asked)?
+fn is_tnds(r: &NodeReport) -> bool {
+    r.mime_type.as_deref().is_some_and(|t| t.contains("dmtnds")) || r.uri.contains("?list=TNDS")
+}
+
+fn expand_tnds(r: &NodeReport, listed: &NodePath, out: &mut Vec<Reported>) {
+    let Some(text) = r.data.as_ref().map(data_text) else {
+        return;
+    };
+    let tree = match omnidm_tree::MgmtTree::read(text.as_bytes()) {
+        Ok(read) => read.tree,
+        Err(e) => {
+            tracing::warn!(path = %listed, error = %e, "unreadable TNDS result dropped");
+            return;
+        }
+    };
+    for node in tree.flatten().filter_map(Result::ok) {
+        let mime_type = match &node.props.type_ {
+            Some(omnidm_tree::NodeType::Mime(m)) => Some(m.clone()),
+            _ => None,
+        };
+        out.push(Reported {
+            path: NodePath::OmaDm(node.uri),
+            format: ValueType::from_dm_format(node.format),
+            mime_type,
+            data: node.value.map(str::to_owned),
+        });
+    }
+}
+
+fn data_text(d: &Data) -> String {
+    d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned)
+}
+
+impl Reported {
+    fn into_result(self) -> NodeResult {
+        let value = self.data.map(|data| TypedValue {
+            value_type: self.format,
+            data,
+            mime_type: self.mime_type,
+        });
+        NodeResult {
+            path: self.path,
+            value,
+        }
+    }
+
+    /// The tree cache entry, for a node value (never for a listing or a property).
+    fn tree_entry(&self, now: Timestamp) -> Option<TreeEntry> {
+        if self.path.without_query() != self.path {
+            return None;
+        }
+        Some(TreeEntry {
+            path: self.path.clone(),
+            format: self.format,
+            mime_type: self.mime_type.clone(),
             // An interior node's data lists its children; the cache keeps only leaf values.
-            ValueType::Node => None,
-            _ => r
-                .data
-                .as_ref()
-                .map(|d| d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned)),
-        },
-        updated_at: now,
-    })
+            value: match self.format {
+                ValueType::Node => None,
+                _ => self.data.clone(),
+            },
+            updated_at: now,
+        })
+    }
 }
 
 /// DevInfo/DevDetail leaves → the registry's device info (DM StdObj: DevInfo, DevDetail).
@@ -885,6 +987,117 @@ mod tests {
             (ext.format, ext.value.as_deref()),
             (ValueType::Node, None),
             "interior nodes keep no value"
+        );
+    }
+
+    fn report(uri: &str, format: &str, mime: Option<&str>, v: &str) -> NodeReport {
+        NodeReport {
+            uri: uri.into(),
+            format: Some(format.into()),
+            mime_type: mime.map(str::to_owned),
+            data: Some(Data::Text(v.into())),
+        }
+    }
+
+    /// Runs one Get whose Results are `items`; returns the outcome's results and tree cache.
+    fn get_answered(get: &str, items: Vec<NodeReport>) -> (Vec<NodeResult>, Vec<TreeEntry>) {
+        let ops = vec![op(1, vec![OpCommand::Get { path: path(get) }])];
+        let mut ledger = Ledger::new(
+            DeviceId::new("IMEI:1").unwrap(),
+            SessionId("n:1".into()),
+            ops,
+        );
+        let tag = ledger.commands(Timestamp(1))[0].0;
+        ledger.apply(&SessionEvent::CommandResults { tag, items }, Timestamp(2));
+        ledger.apply(&status(tag, 200), Timestamp(2));
+        let outcome = ledger.outcome(Timestamp(3), true);
+        let results = outcome.operations[0].outcomes[0].results.clone();
+        (results, outcome.tree)
+    }
+
+    /// Issue 8 item 1: a StructData listing of a DM account never yields its secrets, in the
+    /// results or in the tree cache, and nodes outside the node asked for are dropped.
+    #[test]
+    fn listings_drop_credentials_and_foreign_nodes() {
+        let (results, tree) = get_answered(
+            "./DMAcc/srv1?list=StructData",
+            vec![
+                report("./DMAcc/srv1/ServerID", "chr", None, "omnidm"),
+                report("./DMAcc/srv1/AppAuth/SRV/AAuthName", "chr", None, "omnidm"),
+                report(
+                    "./DMAcc/srv1/AppAuth/SRV/AAuthSecret",
+                    "chr",
+                    None,
+                    "s3cret",
+                ),
+                report(
+                    "./DMAcc/srv1/AppAuth/CLI/AAuthData",
+                    "b64",
+                    None,
+                    "bm9uY2U=",
+                ),
+                report("./Vendor/Other/Leak", "chr", None, "x"),
+            ],
+        );
+        let paths: Vec<String> = results.iter().map(|r| r.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "./DMAcc/srv1/ServerID",
+                "./DMAcc/srv1/AppAuth/SRV/AAuthName"
+            ]
+        );
+        assert!(tree.iter().all(|e| !e.path.is_credential()), "{tree:?}");
+        assert!(tree.iter().all(
+            |e| e.value.as_deref() != Some("s3cret") && e.value.as_deref() != Some("bm9uY2U=")
+        ));
+    }
+
+    /// Issue 8 item 1: a TNDS listing is expanded node by node (so each node can be checked on
+    /// its own) and is never cached as the value of the listed node.
+    #[test]
+    fn tnds_listings_are_expanded_and_not_cached_under_the_listed_node() {
+        let tnds = r#"<MgmtTree><VerDTD>1.2</VerDTD>
+            <Node><NodeName>srv1</NodeName><Path>./DMAcc</Path>
+              <Node><NodeName>ServerID</NodeName><Value>omnidm</Value></Node>
+              <Node><NodeName>AppAuth</NodeName><Node><NodeName>SRV</NodeName>
+                <Node><NodeName>AAuthSecret</NodeName><Value>s3cret</Value></Node>
+              </Node></Node>
+            </Node></MgmtTree>"#;
+        let (results, tree) = get_answered(
+            "./DMAcc/srv1?list=TNDS+Value",
+            vec![report(
+                "./DMAcc/srv1?list=TNDS+Value",
+                "xml",
+                Some("application/vnd.syncml.dmtnds+xml"),
+                tnds,
+            )],
+        );
+        let by_path: HashMap<String, Option<String>> = results
+            .iter()
+            .map(|r| (r.path.to_string(), r.value.as_ref().map(|v| v.data.clone())))
+            .collect();
+        assert_eq!(by_path["./DMAcc/srv1/ServerID"].as_deref(), Some("omnidm"));
+        assert!(by_path.contains_key("./DMAcc/srv1/AppAuth/SRV"));
+        assert!(
+            !by_path.keys().any(|p| p.contains("AAuthSecret")),
+            "{by_path:?}"
+        );
+        let listed = tree.iter().find(|e| e.path == path("./DMAcc/srv1"));
+        assert!(
+            listed.is_none_or(|e| e.value.is_none()),
+            "the listing is not the listed node's value: {listed:?}"
+        );
+        assert!(tree.iter().any(|e| e.path == path("./DMAcc/srv1/ServerID")));
+        assert!(!tree.iter().any(|e| e.path.is_credential()));
+
+        let (results, _) = get_answered(
+            "./DMAcc/srv1?list=TNDS",
+            vec![report("./DMAcc/srv1?list=TNDS", "xml", None, "<not-tnds")],
+        );
+        assert!(
+            results.is_empty(),
+            "an unreadable listing is dropped: {results:?}"
         );
     }
 
