@@ -319,8 +319,8 @@ pub struct Need {
     /// The node; `None` for user interaction, which has no node (any grant with `ui` on the
     /// device allows it).
     pub path: Option<NodePath>,
-    /// The need extends to every node below `path` (a Get with `?list=`: the listing returns
-    /// the whole subtree, so a grant on the node or its direct children is not enough).
+    /// The need extends to every node below `path` (a Get with `?list=`, Delete, Copy: they
+    /// act on the whole subtree, so a grant on the node or its direct children is not enough).
     pub subtree: bool,
 }
 
@@ -360,22 +360,26 @@ pub fn refuse_credential_reads(commands: &[OpCommand]) -> Result<(), Denial> {
 /// what their children need).
 pub fn needs_of(commands: &[OpCommand]) -> Vec<Need> {
     fn walk(c: &OpCommand, out: &mut Vec<Need>) {
-        let mut need = |permission, path: &NodePath| {
+        let mut need = |permission, path: &NodePath, subtree| {
             out.push(Need {
                 permission,
                 path: Some(path.without_query()),
-                subtree: permission == Permission::Get && is_listing(path),
+                subtree,
             })
         };
+        // Commands that act on a whole subtree need the grant on all of it: a listing
+        // returns every node below its target; Delete and Copy of an interior node delete or
+        // copy its subtree (DM Protocol 1.2 §6.6.4, §6.6.3), and the server cannot know
+        // beforehand whether a node is interior.
         match c {
-            OpCommand::Get { path } => need(Permission::Get, path),
-            OpCommand::Replace { path, .. } => need(Permission::Replace, path),
-            OpCommand::Add { path, .. } => need(Permission::Add, path),
-            OpCommand::Delete { path } => need(Permission::Delete, path),
-            OpCommand::Exec { path, .. } => need(Permission::Exec, path),
+            OpCommand::Get { path } => need(Permission::Get, path, is_listing(path)),
+            OpCommand::Replace { path, .. } => need(Permission::Replace, path, false),
+            OpCommand::Add { path, .. } => need(Permission::Add, path, false),
+            OpCommand::Delete { path } => need(Permission::Delete, path, true),
+            OpCommand::Exec { path, .. } => need(Permission::Exec, path, false),
             OpCommand::Copy { from, to } => {
-                need(Permission::Copy, from);
-                need(Permission::Copy, to);
+                need(Permission::Copy, from, true);
+                need(Permission::Copy, to, true);
             }
             OpCommand::Atomic(cs) | OpCommand::Sequence(cs) => cs.iter().for_each(|c| walk(c, out)),
             OpCommand::UserInteraction(_) => out.push(Need {
@@ -545,6 +549,21 @@ mod tests {
             Ok(()),
             "a plain Get of the node itself is covered by ./DevInfo/*"
         );
+        let delete = grant(&[Permission::Delete, Permission::Copy], &["./Vendor/*"]);
+        for cmd in [
+            OpCommand::Delete {
+                path: NodePath::dm("./Vendor/Other").unwrap(),
+            },
+            OpCommand::Copy {
+                from: NodePath::dm("./Vendor/Other").unwrap(),
+                to: NodePath::dm("./Vendor/Mine").unwrap(),
+            },
+        ] {
+            assert!(
+                authorize(&app, "d", &[&delete], &needs_of(&[cmd])).is_err(),
+                "Delete and Copy act on the whole subtree"
+            );
+        }
         let subtree = grant(&[Permission::Get], &["./DevInfo/**"]);
         let needs = needs_of(&[get("./DevInfo/Ext?list=StructData")]);
         assert_eq!(authorize(&app, "d", &[&subtree], &needs), Ok(()));
