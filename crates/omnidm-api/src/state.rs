@@ -32,6 +32,9 @@ pub struct ApiOptions {
     pub dm_server_id: String,
     /// First webhook retry delay; each further failure doubles it (capped at 1 h).
     pub webhook_retry_base: std::time::Duration,
+    /// The proxy webhook deliveries go through (`http://host:port`); `None`: direct, and
+    /// proxies from the environment are ignored.
+    pub webhook_proxy: Option<String>,
 }
 
 impl Default for ApiOptions {
@@ -43,6 +46,7 @@ impl Default for ApiOptions {
             allow_private_webhooks: false,
             dm_server_id: "omnidm".into(),
             webhook_retry_base: std::time::Duration::from_secs(1),
+            webhook_proxy: None,
         }
     }
 }

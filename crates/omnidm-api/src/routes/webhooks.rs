@@ -17,7 +17,7 @@
 //! `ApiOptions::allow_private_webhooks` (`--allow-private-webhooks`).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -242,28 +242,60 @@ struct DeliveriesQuery {
 // --- URL checks ------------------------------------------------------------------------------
 
 /// Is `ip` an address a webhook may target without `allow_private_webhooks`?
+///
+/// IPv6 forms that carry an IPv4 address (IPv4-compatible `::a.b.c.d`, IPv4-mapped
+/// `::ffff:a.b.c.d`, SIIT `::ffff:0:a.b.c.d`, 6to4 `2002:AABB:CCDD::/48`, Teredo
+/// `2001::/32`) are judged by the IPv4 address they embed, so `[::127.0.0.1]` or
+/// `[2002:7f00:1::1]` cannot name loopback in disguise.
 pub(crate) fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let seg0 = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (seg0 & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
-                || (seg0 == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 64:ff9b::/96
-                || (seg0 == 0x2001 && v6.segments()[1] == 0x0db8)) // documentation
-        }
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
 }
 
+fn is_public_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let v4_at = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    // ::/96 — unspecified, loopback and the deprecated IPv4-compatible form: never a
+    // legitimate webhook target, whatever it embeds.
+    if s[..6] == [0; 6] {
+        return false;
+    }
+    // ::ffff:a.b.c.d (IPv4-mapped) and ::ffff:0:a.b.c.d (SIIT, RFC 6145).
+    if s[..5] == [0; 5] && s[5] == 0xffff {
+        return is_public_v4(v4_at(s[6], s[7]));
+    }
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return is_public_v4(v4_at(s[6], s[7]));
+    }
+    // 6to4 2002::/16: the IPv4 address is in bits 16–47.
+    if s[0] == 0x2002 {
+        return is_public_v4(v4_at(s[1], s[2]));
+    }
+    // Teredo 2001:0::/32: server IPv4 in bits 32–63, client IPv4 XORed in the last 32 bits.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return is_public_v4(v4_at(s[2], s[3])) && is_public_v4(v4_at(!s[6], !s[7]));
+    }
+    !(v6.is_multicast() // ff00::/8
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48 (local use)
+        || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard-only 100::/64
+        || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking 2001:2::/48
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID 2001:10::/28
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0020) // ORCHIDv2 2001:20::/28
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20 (RFC 9637)
+}
+
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     !(ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
@@ -273,12 +305,15 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0 // "this network"
         || (a == 100 && (b & 0xc0) == 64) // shared address space 100.64.0.0/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments 192.0.0.0/24
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast 192.88.99.0/24
         || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
         || a >= 240) // reserved
 }
 
 /// Checks a webhook URL: it must parse, be `http`/`https`, have a host, and (unless
-/// `allow_private`) not name a loopback, private or link-local address or `localhost`.
+/// `allow_private`) not name a loopback, private or link-local address (in any IPv6
+/// disguise) or `localhost`.
 pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
     let parsed = Url::parse(url).map_err(|e| format!("url {url:?} does not parse: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -290,8 +325,7 @@ pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
     let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
         return Err("url has no host".into());
     };
-    let host = host.trim_end_matches('.').to_owned();
-    let host = host.as_str();
+    let host = host.to_owned();
     if allow_private {
         return Ok(parsed);
     }
@@ -300,13 +334,28 @@ pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
             "url host {what} is a loopback, private or link-local address; webhooks must reach a public host (the operator may allow private ones with --allow-private-webhooks)"
         ))
     };
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
-        return refused(host);
+    // The URL parser has already turned every IPv4 spelling (`2130706433`, `0x7f.1`, …) into
+    // an address and normalised IPv6 literals.
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<Ipv6Addr>() {
+            Ok(v6) if is_public_v6(v6) => Ok(parsed),
+            Ok(v6) => refused(&v6.to_string()),
+            Err(_) => Err(format!("url host {host:?} is not an IPv6 address")),
+        };
     }
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    match literal.parse::<IpAddr>() {
-        Ok(ip) if !is_public_ip(ip) => refused(literal),
-        _ => Ok(parsed),
+    match host.parse::<Ipv4Addr>() {
+        Ok(v4) if !is_public_v4(v4) => refused(&v4.to_string()),
+        Ok(_) => Ok(parsed),
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() {
+                return Err("url has no host".into());
+            }
+            if name == "localhost" || name.ends_with(".localhost") {
+                return refused(&name);
+            }
+            Ok(parsed)
+        }
     }
 }
 
@@ -334,15 +383,55 @@ impl Resolve for PublicOnly {
     }
 }
 
-/// The delivery client: rustls, 10 s timeout, no redirects, the public-only resolver.
-fn http_client(allow_private: bool) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// The delivery client: rustls, 10 s timeout, no redirects.
+///
+/// Proxies from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a
+/// proxy would resolve and reach the URL's host itself, past the public-only resolver. Only
+/// a proxy the operator configures (`proxy`, `[api] webhook_proxy`) is used; then the
+/// resolver is the system's (it resolves the proxy's name, which may well be internal) and
+/// every delivery checks the target's name first ([`check_proxied_host`]).
+fn http_client(allow_private: bool, proxy: Option<&str>) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .connect_timeout(DELIVERY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(PublicOnly { allow_private }))
-        .user_agent(concat!("omnidm-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("omnidm-webhooks/", env!("CARGO_PKG_VERSION")));
+    let builder = match proxy {
+        None => builder
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicOnly { allow_private })),
+        Some(p) => {
+            builder.proxy(reqwest::Proxy::all(p).map_err(|e| format!("webhook proxy {p:?}: {e}"))?)
+        }
+    };
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// With a configured proxy, the proxy resolves the target's name, so the address guard runs
+/// here: the name must resolve, and only to public addresses (unless private ones are
+/// allowed). A literal address was already judged by [`check_url`].
+async fn check_proxied_host(url: &Url, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let Some(host) = url.host_str() else {
+        return Err("url has no host".into());
+    };
+    if host.starts_with('[') || host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| format!("{host} does not resolve ({e}); not sent through the proxy"))?
+        .collect();
+    match addrs.iter().find(|a| !is_public_ip(a.ip())) {
+        _ if addrs.is_empty() => Err(format!("{host} resolves to no address")),
+        Some(a) => Err(format!(
+            "{host} resolves to {}, a loopback, private or link-local address; not sent",
+            a.ip()
+        )),
+        None => Ok(()),
+    }
 }
 
 // --- handlers --------------------------------------------------------------------------------
@@ -524,7 +613,10 @@ async fn list_deliveries<S: WsiStore>(
 /// POST at a time; up to [`CONCURRENCY`] subscriptions at once. A delivery cut short by
 /// shutdown is repeated after the restart (at least once).
 pub(crate) async fn deliver_forever<S: WsiStore>(api: Api<S>, mut stop: watch::Receiver<bool>) {
-    let client = match http_client(api.shared.options.allow_private_webhooks) {
+    let client = match http_client(
+        api.shared.options.allow_private_webhooks,
+        api.shared.options.webhook_proxy.as_deref(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client; no webhooks will be delivered");
@@ -713,7 +805,14 @@ async fn deliver_round<S: WsiStore>(
             continue;
         }
         // The URL is checked again: the operator may have withdrawn the private allowance.
-        let attempt = match check_url(&sub.spec.url, api.shared.options.allow_private_webhooks) {
+        let allow_private = api.shared.options.allow_private_webhooks;
+        let checked = match check_url(&sub.spec.url, allow_private) {
+            Ok(url) if api.shared.options.webhook_proxy.is_some() => {
+                check_proxied_host(&url, allow_private).await.map(|()| url)
+            }
+            other => other,
+        };
+        let attempt = match checked {
             Ok(url) => post_event(client, url, &sub.spec.secret, &event, failures + 1).await,
             Err(why) => Delivery {
                 subscription_id: sub.id,
@@ -935,6 +1034,90 @@ mod tests {
         assert!(!is_public_ip("::".parse().unwrap()));
     }
 
+    /// Issue 8 item 18: every IPv6 form that embeds a loopback, private, link-local or
+    /// unspecified IPv4 address is refused, and so are the IPv6-only internal ranges.
+    #[test]
+    fn ipv6_disguises_of_internal_addresses_are_refused() {
+        for bad in [
+            // IPv4-compatible (deprecated): ::/96 is refused whatever it embeds.
+            "::127.0.0.1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "::",
+            "::1",
+            // IPv4-mapped.
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::ffff:192.168.0.1",
+            // SIIT (IPv4-translated).
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:172.16.0.1",
+            // 6to4: 2002:AABB:CCDD::/48 embeds AA.BB.CC.DD.
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::1",
+            "2002::1",
+            // NAT64, well-known and local-use prefixes.
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::8.8.8.8",
+            "64:ff9b:1::a00:1",
+            // Teredo: server 65.54.227.120 (public), client 127.0.0.1 XORed = 80ff:fffe.
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            // Teredo with a private server address.
+            "2001:0:a00:1:0:0:f7f7:f7f7",
+            // IPv6 internal ranges.
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "ff05::2",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "2001:2::1",
+            "2001:10::1",
+        ] {
+            let ip: Ipv6Addr = bad.parse().unwrap();
+            assert!(!is_public_ip(IpAddr::V6(ip)), "{bad} must be refused");
+            assert!(
+                check_url(&format!("http://[{bad}]:8080/hook"), false).is_err(),
+                "http://[{bad}]/ must be refused"
+            );
+        }
+        for good in [
+            "2001:4860:4860::8888",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "2002:808:808::1",
+            // Teredo: public server and client (8.8.8.8 XORed = f7f7:f7f7).
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+        ] {
+            let ip: Ipv6Addr = good.parse().unwrap();
+            assert!(is_public_ip(IpAddr::V6(ip)), "{good} is public");
+        }
+        // Every IPv4 spelling the URL parser accepts is normalised first.
+        for bad in [
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://192.0.0.8/",
+            "http://[::ffff:7f00:1]/",
+            "http://[0:0:0:0:0:ffff:127.0.0.1]/",
+            "http://LOCALHOST./",
+        ] {
+            assert!(check_url(bad, false).is_err(), "{bad} must be refused");
+        }
+    }
+
     fn event(kind: EventKind, device: Option<&str>) -> Event {
         Event {
             id: EventId(5),
@@ -1062,7 +1245,7 @@ mod http_tests {
     #[tokio::test]
     async fn a_delivery_is_a_signed_post_of_the_event_view() {
         let (addr, seen) = receiver(StatusCode::NO_CONTENT).await;
-        let client = http_client(true).unwrap();
+        let client = http_client(true, None).unwrap();
         let url = check_url(&format!("http://{addr}/hook"), true).unwrap();
         let d = post_event(&client, url, "whsec_k", &event(), 3).await;
         assert!(d.succeeded(), "{d:?}");
@@ -1093,7 +1276,7 @@ mod http_tests {
     #[tokio::test]
     async fn failures_are_recorded_with_their_cause() {
         let (addr, _) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
-        let client = http_client(true).unwrap();
+        let client = http_client(true, None).unwrap();
         let url = check_url(&format!("http://{addr}/hook"), true).unwrap();
         let d = post_event(&client, url, "whsec_k", &event(), 1).await;
         assert!(!d.succeeded());
@@ -1116,7 +1299,7 @@ mod http_tests {
     #[tokio::test]
     async fn names_resolving_to_private_addresses_are_refused() {
         let (addr, seen) = receiver(StatusCode::OK).await;
-        let client = http_client(false).unwrap();
+        let client = http_client(false, None).unwrap();
         // check_url refuses "localhost" by name; a name that resolves to loopback is caught
         // by the resolver. `localhost.` would be refused too, so go through the resolver
         // directly with a URL that skips check_url.
@@ -1130,5 +1313,21 @@ mod http_tests {
             "{d:?}"
         );
         assert!(seen.lock().unwrap().is_empty());
+    }
+
+    /// Issue 8 item 15: through a configured proxy, the target's name is resolved and judged
+    /// here (the proxy would otherwise resolve it unchecked); unresolvable names fail closed.
+    #[tokio::test]
+    async fn a_proxied_target_name_is_resolved_and_judged() {
+        for name in ["localhost", "hooks.invalid"] {
+            let url = Url::parse(&format!("http://{name}:8080/hook")).unwrap();
+            assert!(
+                check_proxied_host(&url, false).await.is_err(),
+                "{name} is refused"
+            );
+            assert!(check_proxied_host(&url, true).await.is_ok());
+        }
+        let url = Url::parse("http://93.184.216.34/hook").unwrap();
+        assert!(check_proxied_host(&url, false).await.is_ok());
     }
 }
