@@ -59,6 +59,9 @@ pub(crate) struct Shared {
     pub events: watch::Receiver<EventId>,
     pub audit: mpsc::Sender<NewAudit>,
     pub options: ApiOptions,
+    /// Held while a webhook subscription is created, so that the per-application cap and the
+    /// duplicate check are not raced by concurrent requests on this node.
+    pub subscribing: tokio::sync::Mutex<()>,
 }
 
 /// The Web Services Interface over a store. Cheap to clone.
@@ -96,6 +99,7 @@ impl<S: WsiStore> Api<S> {
                 events: events_rx,
                 audit: audit_tx,
                 options: options.clone(),
+                subscribing: tokio::sync::Mutex::new(()),
             }),
         };
         let poller = tokio::spawn(crate::routes::events::poll_events(
@@ -165,6 +169,8 @@ async fn guard<S: WsiStore>(State(api): State<Api<S>>, mut req: Request, next: N
         .and_then(|e| e.rule.clone());
     let outcome = match status {
         401 | 403 | 429 => "denied",
+        // A resource the caller may not see, answered as not found (`ApiError::hidden`).
+        404 if rule.is_some() => "denied",
         s if s >= 400 => "error",
         _ => "allowed",
     };

@@ -41,7 +41,7 @@ use crate::auth::Caller;
 use crate::dto::Page;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::events::{EventView, parse_kinds};
-use crate::routes::groups::{device_id, group_id};
+use crate::routes::groups::{device_id, visible_group};
 use crate::routes::idempotency::{IdemJson, created};
 use crate::signing::{new_secret, signature};
 use crate::state::Api;
@@ -61,11 +61,18 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events read per subscription and round.
 const EVENTS_PER_ROUND: u32 = 100;
 
+/// Event ids one round examines at most (its window; see `deliver_round`).
+const WINDOW: u64 = 2_000;
+
 /// Rounds one subscription may run back to back before yielding its slot.
 const ROUNDS_PER_TURN: usize = 10;
 
 /// Most devices a subscription may name.
 const MAX_DEVICES: usize = 1000;
+
+/// Most webhook subscriptions one application may hold: each is a POST per event it
+/// matches, so subscriptions are an amplifier an application must not scale at will.
+pub const MAX_SUBSCRIPTIONS_PER_APP: usize = 10;
 
 pub(crate) fn routes<S: WsiStore>() -> Router<Api<S>> {
     Router::new()
@@ -483,16 +490,40 @@ async fn create_webhook<S: WsiStore>(
         .collect::<ApiResult<Vec<DeviceId>>>()?;
     devices.sort();
     devices.dedup();
+    // A group the caller's grants do not name is "not found", like one that does not exist.
     let group = match &req.group {
         None => None,
-        Some(g) => {
-            let g = group_id(g)?;
-            if api.store.get_group(&g).await?.is_none() {
-                return Err(ApiError::not_found(format!("group {g}")));
-            }
-            Some(g)
-        }
+        Some(g) => Some(visible_group(&api, &caller, g).await?.id),
     };
+    // One creation at a time on this node: the cap and the duplicate check see every
+    // subscription created before.
+    let _serial = api.shared.subscribing.lock().await;
+    let existing = api.store.list_subscriptions(Some(&caller.app.id)).await?;
+    let same_kinds = |kinds: &[omnidm_core::EventKind]| {
+        kinds.len() == event_types.len() && kinds.iter().all(|k| event_types.contains(k))
+    };
+    if let Some(dup) = existing.iter().find(|s| {
+        s.spec.url == url.as_str()
+            && same_kinds(&s.spec.event_types)
+            && s.spec.devices == devices
+            && s.spec.group == group
+    }) {
+        return Err(ApiError::new(
+            crate::problem::Kind::Conflict,
+            format!(
+                "webhook {} already delivers these events to this URL; re-enable it or delete it instead of subscribing again",
+                dup.id
+            ),
+        ));
+    }
+    if existing.len() >= MAX_SUBSCRIPTIONS_PER_APP {
+        return Err(ApiError::new(
+            crate::problem::Kind::Conflict,
+            format!(
+                "an application may hold at most {MAX_SUBSCRIPTIONS_PER_APP} webhook subscriptions; delete one first (one subscription can take several event types, devices or a group)"
+            ),
+        ));
+    }
     let spec = NewSubscription {
         app_id: caller.app.id.clone(),
         url: url.to_string(),
@@ -779,101 +810,126 @@ async fn deliver_round<S: WsiStore>(
         },
         job_id: None,
     };
-    let events = store
-        .list_events(sub.spec.cursor, &filter, EVENTS_PER_ROUND)
-        .await?;
-    let full = events.len() >= EVENTS_PER_ROUND as usize;
+    // The round examines the ids after the cursor up to `end`, a bound that depends only on
+    // the cursor and the log's head (read before the events, so every id up to it is
+    // committed) — never on the filters or on what the owner may see. The cursor then moves
+    // to delivered events or to `end`, so `GET /webhooks/{id}` cannot show it stepping over
+    // events the owner cannot see (issue 8 item 9).
+    let head = store.last_event_id().await?;
+    let end = omnidm_core::EventId(head.0.min(sub.spec.cursor.0.saturating_add(WINDOW)));
     let mut vis = EventVisibility::of(api, &owner.id, owner.role == Role::Admin).await?;
     let mut groups: HashMap<DeviceId, bool> = HashMap::new();
-    let mut cursor = sub.spec.cursor;
+    let mut pos = sub.spec.cursor;
     let mut recorded = sub.spec.cursor;
     let mut failures = sub.failures;
-    for event in events {
-        let in_group = match (&group, &event.event.device_id) {
-            (Some(g), Some(d)) => match groups.get(d) {
-                Some(v) => *v,
-                None => {
-                    let v = device_in_group(store, g, d).await?;
-                    groups.insert(d.clone(), v);
-                    v
+    let mut delivered = 0usize;
+    'scan: while pos < end {
+        let events = store.list_events(pos, &filter, EVENTS_PER_ROUND).await?;
+        let exhausted = events.len() < EVENTS_PER_ROUND as usize;
+        for event in events {
+            if event.id > end {
+                break 'scan;
+            }
+            pos = event.id;
+            let in_group = match (&group, &event.event.device_id) {
+                (Some(g), Some(d)) => match groups.get(d) {
+                    Some(v) => *v,
+                    None => {
+                        let v = device_in_group(store, g, d).await?;
+                        groups.insert(d.clone(), v);
+                        v
+                    }
+                },
+                _ => false,
+            };
+            if !matches_spec(&sub.spec, &event, || in_group) || !vis.sees(store, &event).await? {
+                continue; // skipped without an attempt
+            }
+            // The URL is checked again: the operator may have withdrawn the private allowance.
+            let allow_private = api.shared.options.allow_private_webhooks;
+            let checked = match check_url(&sub.spec.url, allow_private) {
+                Ok(url) if api.shared.options.webhook_proxy.is_some() => {
+                    check_proxied_host(&url, allow_private).await.map(|()| url)
                 }
-            },
-            _ => false,
-        };
-        if !matches_spec(&sub.spec, &event, || in_group) || !vis.sees(store, &event).await? {
-            cursor = event.id; // skipped without an attempt
-            continue;
-        }
-        // The URL is checked again: the operator may have withdrawn the private allowance.
-        let allow_private = api.shared.options.allow_private_webhooks;
-        let checked = match check_url(&sub.spec.url, allow_private) {
-            Ok(url) if api.shared.options.webhook_proxy.is_some() => {
-                check_proxied_host(&url, allow_private).await.map(|()| url)
-            }
-            other => other,
-        };
-        let attempt = match checked {
-            Ok(url) => post_event(client, url, &sub.spec.secret, &event, failures + 1).await,
-            Err(why) => Delivery {
+                other => other,
+            };
+            let attempt = match checked {
+                Ok(url) => {
+                    let view = vis.view(&event);
+                    post_event(client, url, &sub.spec.secret, &event, &view, failures + 1).await
+                }
+                Err(why) => Delivery {
+                    subscription_id: sub.id,
+                    event_id: event.id,
+                    attempt: failures + 1,
+                    at: now(),
+                    status: None,
+                    error: Some(why),
+                    duration_ms: 0,
+                },
+            };
+            let attempt = Delivery {
                 subscription_id: sub.id,
-                event_id: event.id,
-                attempt: failures + 1,
-                at: now(),
-                status: None,
-                error: Some(why),
-                duration_ms: 0,
-            },
-        };
-        let attempt = Delivery {
-            subscription_id: sub.id,
-            ..attempt
-        };
-        if attempt.succeeded() {
-            cursor = event.id;
-            failures = 0;
-            store
-                .record_delivery(
-                    sub.id,
-                    Some(&attempt),
-                    &DeliveryProgress {
-                        cursor,
-                        failures,
-                        next_attempt_at: attempt.at,
-                        disable: None,
-                    },
-                )
-                .await?;
-            recorded = cursor;
-            metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "ok").increment(1);
-        } else {
-            failures += 1;
-            let retry_base_ms =
-                i64::try_from(api.shared.options.webhook_retry_base.as_millis()).unwrap_or(1000);
-            let progress = failed_progress(
-                cursor,
-                failures,
-                attempt.at,
-                attempt.error.as_deref(),
-                retry_base_ms,
-            );
-            if let Some(reason) = &progress.disable {
-                tracing::warn!(subscription = %sub.id, url = %sub.spec.url, %reason, "webhook disabled");
+                ..attempt
+            };
+            if attempt.succeeded() {
+                failures = 0;
+                store
+                    .record_delivery(
+                        sub.id,
+                        Some(&attempt),
+                        &DeliveryProgress {
+                            cursor: event.id,
+                            failures,
+                            next_attempt_at: attempt.at,
+                            disable: None,
+                        },
+                    )
+                    .await?;
+                recorded = event.id;
+                delivered += 1;
+                metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "ok")
+                    .increment(1);
+                if delivered >= EVENTS_PER_ROUND as usize {
+                    return Ok(true); // more may follow at once
+                }
+            } else {
+                failures += 1;
+                let retry_base_ms =
+                    i64::try_from(api.shared.options.webhook_retry_base.as_millis())
+                        .unwrap_or(1000);
+                // The cursor stays at the last delivered event: skipped events before the
+                // failing one are examined again on the retry (and skipped again).
+                let progress = failed_progress(
+                    recorded,
+                    failures,
+                    attempt.at,
+                    attempt.error.as_deref(),
+                    retry_base_ms,
+                );
+                if let Some(reason) = &progress.disable {
+                    tracing::warn!(subscription = %sub.id, url = %sub.spec.url, %reason, "webhook disabled");
+                }
+                store
+                    .record_delivery(sub.id, Some(&attempt), &progress)
+                    .await?;
+                metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "failed")
+                    .increment(1);
+                return Ok(false);
             }
-            store
-                .record_delivery(sub.id, Some(&attempt), &progress)
-                .await?;
-            metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "failed")
-                .increment(1);
-            return Ok(false);
+        }
+        if exhausted {
+            break;
         }
     }
-    if cursor != recorded {
+    // The window is done: everything up to `end` was delivered or is not for this owner.
+    if end > recorded {
         store
             .record_delivery(
                 sub.id,
                 None,
                 &DeliveryProgress {
-                    cursor,
+                    cursor: end,
                     failures,
                     next_attempt_at: sub.next_attempt_at,
                     disable: None,
@@ -881,7 +937,7 @@ async fn deliver_round<S: WsiStore>(
             )
             .await?;
     }
-    Ok(full)
+    Ok(end < head)
 }
 
 /// Where a subscription stands after its `failures`-th consecutive failure at `at`.
@@ -938,16 +994,18 @@ pub(crate) fn delivery_headers(
     ]
 }
 
-/// POSTs one event; the attempt as recorded (`subscription_id` is filled by the caller).
+/// POSTs one event (`view`: as its owner is shown it); the attempt as recorded
+/// (`subscription_id` is filled by the caller).
 async fn post_event(
     client: &reqwest::Client,
     url: Url,
     secret: &str,
     event: &Event,
+    view: &EventView,
     attempt: u32,
 ) -> Delivery {
     let at = now();
-    let body = serde_json::to_vec(&EventView::from(event)).unwrap_or_default();
+    let body = serde_json::to_vec(view).unwrap_or_default();
     let timestamp = at.millis().div_euclid(1000);
     let mut req = client
         .post(url)
@@ -1247,7 +1305,15 @@ mod http_tests {
         let (addr, seen) = receiver(StatusCode::NO_CONTENT).await;
         let client = http_client(true, None).unwrap();
         let url = check_url(&format!("http://{addr}/hook"), true).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 3).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            3,
+        )
+        .await;
         assert!(d.succeeded(), "{d:?}");
         assert_eq!(
             (d.status, d.attempt, d.event_id),
@@ -1278,7 +1344,15 @@ mod http_tests {
         let (addr, _) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
         let client = http_client(true, None).unwrap();
         let url = check_url(&format!("http://{addr}/hook"), true).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 1).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            1,
+        )
+        .await;
         assert!(!d.succeeded());
         assert_eq!(d.status, Some(500));
         assert!(
@@ -1291,7 +1365,15 @@ mod http_tests {
         let port = closed.local_addr().unwrap().port();
         drop(closed);
         let url = check_url(&format!("http://127.0.0.1:{port}/hook"), true).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 1).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            1,
+        )
+        .await;
         assert_eq!(d.status, None);
         assert!(d.error.is_some());
     }
@@ -1304,7 +1386,15 @@ mod http_tests {
         // by the resolver. `localhost.` would be refused too, so go through the resolver
         // directly with a URL that skips check_url.
         let url = Url::parse(&format!("http://localhost:{}/hook", addr.port())).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 1).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            1,
+        )
+        .await;
         assert_eq!(d.status, None, "{d:?}");
         assert!(
             d.error
