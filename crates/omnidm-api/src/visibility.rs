@@ -9,7 +9,9 @@
 //!   contains the device);
 //! - events about a node (`path`: command results, generic alerts): some grant covering the
 //!   device also covers the node, so alerts and results from other subtrees stay hidden;
-//! - events about neither a device nor an application are for admins only.
+//! - events about neither a device nor an application are for admins only;
+//! - an event attributed to another application (its `app_id`) is never shown, whatever
+//!   its kind.
 //!
 //! What a visible event shows is trimmed too ([`EventVisibility::view`]): a `correlator` in
 //! an event's data (a generic alert answering an Exec) names the operation it answers, so
@@ -45,6 +47,11 @@ fn is_operation_kind(kind: EventKind) -> bool {
 /// is unknown).
 pub(crate) fn app_may_see(app: &AppId, event: &NewEvent, covering: &[&Grant]) -> bool {
     if is_operation_kind(event.kind) && event.app_id.as_ref() != Some(app) {
+        return false;
+    }
+    // Whatever its kind, an event attributed to another application tells of that
+    // application's activity.
+    if event.app_id.as_ref().is_some_and(|a| a != app) {
         return false;
     }
     if event.device_id.is_none() {
@@ -116,7 +123,9 @@ impl EventVisibility {
         };
         let e = &event.event;
         // Cheap refusals first: no device read for other applications' operations.
-        if is_operation_kind(e.kind) && e.app_id.as_ref() != Some(app) {
+        if (is_operation_kind(e.kind) && e.app_id.as_ref() != Some(app))
+            || e.app_id.as_ref().is_some_and(|a| a != app)
+        {
             return Ok(false);
         }
         let Some(device_id) = &e.device_id else {
