@@ -399,6 +399,41 @@ fn cursors_and_notifications_reveal_nothing_of_others() {
         "{own}"
     );
 
+    // `omnidm api events list` follows the cursor to the newest event and stops (the log
+    // always answers a cursor; empty pages may come before the end).
+    let mut cli = std::process::Command::new(support::BIN)
+        .args([
+            "api",
+            "--url",
+            &format!("http://{}", server.api),
+            "--key",
+            &care,
+        ])
+        .args(["events", "list", "--after", "0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let exited = eventually(20, || cli.try_wait().unwrap());
+    if exited.is_none() {
+        let _ = cli.kill();
+    }
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "events list terminates: {exited:?}"
+    );
+    let mut out = String::new();
+    cli.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["app_id"] != "other" && e["device_id"] != "IMEI:2"),
+        "{listed}"
+    );
+
     // The webhooks: both subscriptions' cursors end at the same place; nothing delivered.
     let cursors = eventually(15, || {
         let c: Vec<u64> = subs

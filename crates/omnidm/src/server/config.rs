@@ -325,6 +325,27 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Issue 8 item 15: webhooks use a proxy only when the operator names one; it must be a URL.
+    #[test]
+    fn the_webhook_proxy_is_explicit_and_checked() {
+        assert_eq!(load(Overrides::default(), &[]).unwrap().webhook_proxy, None);
+        let c = load(
+            Overrides::default(),
+            &[("OMNIDM_API_WEBHOOK_PROXY", "http://proxy.internal:3128")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhook_proxy.as_deref(),
+            Some("http://proxy.internal:3128")
+        );
+        let err = load(
+            Overrides::default(),
+            &[("OMNIDM_API_WEBHOOK_PROXY", "proxy.internal:3128")],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("webhook proxy"), "{err:#}");
+    }
+
     #[test]
     fn bad_values_say_what_is_wrong() {
         let err = load(Overrides::default(), &[("OMNIDM_DM_LISTEN", "nowhere")]).unwrap_err();
