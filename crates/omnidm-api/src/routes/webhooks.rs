@@ -10,10 +10,12 @@
 //! `omnidm-event-id`.
 //!
 //! **Server-side request forgery:** URLs whose host is a loopback, private, link-local,
-//! shared (CGNAT), multicast or unspecified address, or `localhost`, are refused at
-//! subscription and again at delivery; names are resolved by a resolver that drops such
-//! addresses, so a public name pointing at an internal address is refused too, and redirects
-//! are not followed. The operator can allow private targets (tests, labs) with
+//! shared (CGNAT), multicast or unspecified address (also inside an IPv6 form embedding an
+//! IPv4 address), or `localhost`, are refused at subscription and again at delivery; names
+//! are resolved by a resolver that drops such addresses, so a public name pointing at an
+//! internal address is refused too, and redirects are not followed. Proxies from the
+//! environment are never used; a proxy configured explicitly is, after the target's name
+//! has been resolved and judged here. The operator can allow private targets (tests, labs) with
 //! `ApiOptions::allow_private_webhooks` (`--allow-private-webhooks`).
 
 use std::collections::{HashMap, HashSet};
@@ -129,7 +131,9 @@ pub struct WebhookView {
     pub disabled_reason: Option<String>,
     /// Consecutive failed attempts on the event at the cursor.
     pub failures: u32,
-    /// The last event delivered or skipped: delivery continues after it.
+    /// Where delivery continues: the last event delivered, or the end of a stretch of the
+    /// log examined without finding anything for this subscription. It moves the same way
+    /// whether the events skipped were invisible to the owner or did not match at all.
     pub cursor: u64,
     /// No attempt before this time (backoff).
     pub next_attempt_at: String,
@@ -460,8 +464,10 @@ async fn load_sub<S: WsiStore>(api: &Api<S>, caller: &Caller, id: u64) -> ApiRes
 /// Deliveries start with the next event. Each is a POST of one event (the JSON of
 /// `GET /events`) with `omnidm-event-id`, `omnidm-event-type`, `omnidm-timestamp` and
 /// `omnidm-signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`; answer 2xx within
-/// 10 s. URLs on loopback, private and link-local addresses are refused unless the operator
-/// allows them.
+/// 10 s. URLs on loopback, private and link-local addresses (also inside IPv6 forms that
+/// embed an IPv4 address) are refused unless the operator allows them. An application holds
+/// at most 10 subscriptions, and the same URL with the same filters is refused (409); a
+/// `group` must be one of the caller's grants' groups (404 otherwise).
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe submission key")),
     responses((status = 201, body = CreatedWebhook, headers(("Location" = String))),
