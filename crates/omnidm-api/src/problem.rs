@@ -144,7 +144,8 @@ pub struct ApiError {
     pub kind: Kind,
     /// Detail for this request.
     pub detail: String,
-    /// Denying rule (403).
+    /// Denying rule (403; for a 404 from [`ApiError::hidden`], the rule is audited but not
+    /// answered).
     pub rule: Option<String>,
     /// Seconds to wait (429).
     pub retry_after: Option<u64>,
@@ -177,6 +178,16 @@ impl ApiError {
         )
     }
 
+    /// The 404 of `what` for a resource that exists but the caller may not see: the answer is
+    /// byte for byte that of [`ApiError::not_found`], so existence is not revealed; `rule`
+    /// goes to the audit log only.
+    pub fn hidden(what: impl std::fmt::Display, rule: impl Into<String>) -> ApiError {
+        ApiError {
+            rule: Some(rule.into()),
+            ..ApiError::not_found(what)
+        }
+    }
+
     /// 403 with the denying rule.
     pub fn forbidden(rule: impl Into<String>) -> ApiError {
         let rule = rule.into();
@@ -200,7 +211,8 @@ impl ApiError {
             title: self.kind.title().to_owned(),
             status: self.kind.status().as_u16(),
             detail: self.detail.clone(),
-            rule: self.rule.clone(),
+            // A hidden denial (404) keeps its rule for the audit log only.
+            rule: self.rule.clone().filter(|_| self.kind != Kind::NotFound),
         }
     }
 }

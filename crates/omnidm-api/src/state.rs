@@ -32,6 +32,9 @@ pub struct ApiOptions {
     pub dm_server_id: String,
     /// First webhook retry delay; each further failure doubles it (capped at 1 h).
     pub webhook_retry_base: std::time::Duration,
+    /// The proxy webhook deliveries go through (`http://host:port`); `None`: direct, and
+    /// proxies from the environment are ignored.
+    pub webhook_proxy: Option<String>,
 }
 
 impl Default for ApiOptions {
@@ -43,6 +46,7 @@ impl Default for ApiOptions {
             allow_private_webhooks: false,
             dm_server_id: "omnidm".into(),
             webhook_retry_base: std::time::Duration::from_secs(1),
+            webhook_proxy: None,
         }
     }
 }
@@ -55,6 +59,9 @@ pub(crate) struct Shared {
     pub events: watch::Receiver<EventId>,
     pub audit: mpsc::Sender<NewAudit>,
     pub options: ApiOptions,
+    /// Held while a webhook subscription is created, so that the per-application cap and the
+    /// duplicate check are not raced by concurrent requests on this node.
+    pub subscribing: tokio::sync::Mutex<()>,
 }
 
 /// The Web Services Interface over a store. Cheap to clone.
@@ -92,6 +99,7 @@ impl<S: WsiStore> Api<S> {
                 events: events_rx,
                 audit: audit_tx,
                 options: options.clone(),
+                subscribing: tokio::sync::Mutex::new(()),
             }),
         };
         let poller = tokio::spawn(crate::routes::events::poll_events(
@@ -161,6 +169,8 @@ async fn guard<S: WsiStore>(State(api): State<Api<S>>, mut req: Request, next: N
         .and_then(|e| e.rule.clone());
     let outcome = match status {
         401 | 403 | 429 => "denied",
+        // A resource the caller may not see, answered as not found (`ApiError::hidden`).
+        404 if rule.is_some() => "denied",
         s if s >= 400 => "error",
         _ => "allowed",
     };

@@ -2,13 +2,20 @@
 //! deliveries.
 //!
 //! Admins see every event. An application sees an event only if all of these hold:
-//! - `operation.*` and `command.result` events: the application submitted the operation
-//!   (the event's `app_id` is the application);
+//! - `operation.*`, `command.result` and `notification.sent` events: the application
+//!   submitted the operation (the event's `app_id` is the application); a package 0 sent for
+//!   another application's operation on a shared device tells of that application's activity;
 //! - events about a device: some grant of the application covers the device (its group
 //!   contains the device);
 //! - events about a node (`path`: command results, generic alerts): some grant covering the
 //!   device also covers the node, so alerts and results from other subtrees stay hidden;
-//! - events about neither a device nor an application are for admins only.
+//! - events about neither a device nor an application are for admins only;
+//! - an event attributed to another application (its `app_id`) is never shown, whatever
+//!   its kind.
+//!
+//! What a visible event shows is trimmed too ([`EventVisibility::view`]): a `correlator` in
+//! an event's data (a generic alert answering an Exec) names the operation it answers, so
+//! only the application whose event it is (and admins) see it.
 //!
 //! Grants are evaluated as they are when the event is read, not as they were when it was
 //! written: a grant withdrawn hides the device's past events too, and the events of a deleted
@@ -23,13 +30,17 @@ use omnidm_core::{
 
 use crate::access::{AppGrants, DeviceAccess, static_groups};
 use crate::problem::ApiResult;
+use crate::routes::events::EventView;
 use crate::state::Api;
 
 /// Does the kind concern one application's operation (visible to its submitter only)?
 fn is_operation_kind(kind: EventKind) -> bool {
     matches!(
         kind,
-        EventKind::OperationSubmitted | EventKind::OperationStateChanged | EventKind::CommandResult
+        EventKind::OperationSubmitted
+            | EventKind::OperationStateChanged
+            | EventKind::CommandResult
+            | EventKind::NotificationSent
     )
 }
 
@@ -38,6 +49,11 @@ fn is_operation_kind(kind: EventKind) -> bool {
 /// is unknown).
 pub(crate) fn app_may_see(app: &AppId, event: &NewEvent, covering: &[&Grant]) -> bool {
     if is_operation_kind(event.kind) && event.app_id.as_ref() != Some(app) {
+        return false;
+    }
+    // Whatever its kind, an event attributed to another application tells of that
+    // application's activity.
+    if event.app_id.as_ref().is_some_and(|a| a != app) {
         return false;
     }
     if event.device_id.is_none() {
@@ -89,6 +105,22 @@ impl EventVisibility {
         })
     }
 
+    /// `event` as the caller is shown it (call only for events it [`sees`](Self::sees)):
+    /// values of nodes it may not read and another application's correlator are removed.
+    pub(crate) fn view(&self, event: &Event) -> EventView {
+        if self.app.is_none() {
+            return EventView::from(event);
+        }
+        let mut view = EventView::from(&self.redact(event.clone()));
+        if let Some((app, _)) = &self.app
+            && event.event.app_id.as_ref() != Some(app)
+            && let Some(data) = view.data.as_object_mut()
+        {
+            data.remove("correlator");
+        }
+        view
+    }
+
     /// May the caller see `event`? Reads the device (and its static groups) once per device.
     pub(crate) async fn sees<S: WsiStore>(&mut self, store: &S, event: &Event) -> ApiResult<bool> {
         let Some((app, grants)) = &self.app else {
@@ -96,7 +128,9 @@ impl EventVisibility {
         };
         let e = &event.event;
         // Cheap refusals first: no device read for other applications' operations.
-        if is_operation_kind(e.kind) && e.app_id.as_ref() != Some(app) {
+        if (is_operation_kind(e.kind) && e.app_id.as_ref() != Some(app))
+            || e.app_id.as_ref().is_some_and(|a| a != app)
+        {
             return Ok(false);
         }
         let Some(device_id) = &e.device_id else {
@@ -137,11 +171,11 @@ impl EventVisibility {
             .unwrap_or_default()
     }
 
-    /// The event as the caller may see it; call after [`Self::sees`] said yes. Values of
+    /// The event with what the caller may not read removed; after [`Self::sees`] said yes. Values of
     /// nodes no `get` grant covers are removed (issue 8 items 1 and 19): device-summary
     /// fields of `device.seen`, node results of `command.result`, items of `generic.alert`.
     /// Grants are evaluated as they are now, like visibility itself.
-    pub(crate) fn redact(&self, mut event: Event) -> Event {
+    fn redact(&self, mut event: Event) -> Event {
         if self.app.is_none() {
             return event;
         }
@@ -236,6 +270,8 @@ mod tests {
             EventKind::OperationSubmitted,
             EventKind::OperationStateChanged,
             EventKind::CommandResult,
+            // Issue 8 item 10: a package 0 for another application's operation.
+            EventKind::NotificationSent,
         ] {
             assert!(app_may_see(
                 &care,
@@ -285,5 +321,41 @@ mod tests {
             &event(EventKind::OperationSubmitted, Some("other"), false, None),
             &[]
         ));
+    }
+
+    /// Issue 8 item 10: every kind an application can be shown is either one of its own
+    /// operation's events or an event about a device it covers; an event naming another
+    /// application is never shown to a third one, whatever its kind.
+    #[test]
+    fn no_kind_shows_another_applications_activity() {
+        let care = AppId::new("care").unwrap();
+        let g = grant("care", &["./**"]);
+        for kind in EventKind::ALL {
+            let theirs = event(*kind, Some("other"), true, None);
+            assert!(
+                !app_may_see(&care, &theirs, &[&g]),
+                "{kind} of another application's operation is hidden"
+            );
+        }
+    }
+
+    #[test]
+    fn correlators_are_shown_to_their_application_only() {
+        let e = Event {
+            id: omnidm_core::EventId(7),
+            event: NewEvent {
+                data: serde_json::json!({"correlator": "omnidm:12:0", "items": []}),
+                ..event(EventKind::GenericAlert, None, true, Some("./FUMO/Pkg1"))
+            },
+        };
+        let admin = EventVisibility::admin();
+        assert_eq!(admin.view(&e).data["correlator"], "omnidm:12:0");
+        let care = EventVisibility {
+            app: Some((AppId::new("care").unwrap(), Arc::new(AppGrants::default()))),
+            devices: HashMap::new(),
+        };
+        let shown = care.view(&e);
+        assert!(shown.data.get("correlator").is_none(), "{:?}", shown.data);
+        assert!(shown.data.get("items").is_some());
     }
 }

@@ -54,25 +54,21 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
     );
     assert_eq!(r.status, 201, "{}", r.raw);
 
-    // The second application is refused on the same devices, and nothing is queued.
+    // The second application is refused on the same devices, and nothing is queued. The
+    // group and its devices are not visible to it: 404, as if they did not exist (issue 8
+    // item 13), with no rule naming a member.
     let submit = json!({"target": {"group": "fleet"}, "commands": [
         {"type": "replace", "path": "./Vendor/omnidm/Greeting", "value": "hello"},
         {"type": "get", "path": "./DevInfo/Mod"}]});
     let r = api.as_(&other, "POST", "/api/v1/operations", Some(submit.clone()));
-    assert_eq!(r.status, 403, "{}", r.raw);
+    assert_eq!(r.status, 404, "{}", r.raw);
     assert!(r.headers["content-type"].starts_with("application/problem+json"));
-    assert!(
-        r.body["rule"]
-            .as_str()
-            .unwrap()
-            .contains("no grant of other"),
-        "{}",
-        r.raw
-    );
+    assert!(r.body.get("rule").is_none(), "{}", r.raw);
+    assert!(!r.raw.contains(&ids[0]), "no member is named: {}", r.raw);
     assert_eq!(
         api.as_(&other, "GET", &format!("/api/v1/devices/{}", ids[0]), None)
             .status,
-        403
+        404
     );
     assert_eq!(
         api.as_(
@@ -82,7 +78,7 @@ fn an_application_runs_an_operation_on_its_group_and_another_sees_nothing() {
             None
         )
         .status,
-        403
+        404
     );
     assert_eq!(count_ops(&api), 0);
 
@@ -277,28 +273,28 @@ fn every_denial_is_refused_audited_and_executes_nothing() {
         }
     }
     let unauthenticated = endpoints.len() * 3 - 3;
-    // Authenticated but not allowed: another application's device, a denied subtree, a
-    // denied operation, admin-only calls.
+    // Authenticated but not allowed: another application's device (404, as if it did not
+    // exist: issue 8 item 13), a denied subtree, a denied operation, admin-only calls.
     cases.push((
         Some(&app),
         "GET",
         format!("/api/v1/devices/{theirs}"),
         None,
-        403,
+        404,
     ));
     cases.push((
         Some(&app),
         "GET",
         format!("/api/v1/devices/{theirs}/tree"),
         None,
-        403,
+        404,
     ));
     cases.push((
         Some(&app),
         "POST",
         format!("/api/v1/devices/{theirs}/operations"),
         Some(get("./DevInfo/Mod")),
-        403,
+        404,
     ));
     cases.push((
         Some(&app),
@@ -634,7 +630,7 @@ fn the_cli_drives_the_api() {
     assert!(!denied.status.success());
     let err = String::from_utf8_lossy(&denied.stderr);
     assert!(
-        err.contains("403") && err.contains("no grant of cli-app"),
+        err.contains("404") && err.contains("not visible to this application"),
         "{err}"
     );
     server.stop();

@@ -76,6 +76,28 @@ async fn load_app<S: WsiStore>(api: &Api<S>, id: &str) -> ApiResult<Application>
         .ok_or_else(|| ApiError::not_found(format!("application {id}")))
 }
 
+/// The application `id` as `caller` may address it: itself (admins: any). Another
+/// application is answered exactly like one that does not exist (issue 8 item 13).
+async fn addressable_app<S: WsiStore>(
+    api: &Api<S>,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Application> {
+    let id = app_id(id)?;
+    if !caller.is_admin() && caller.app.id != id {
+        return Err(not_self(caller, &id));
+    }
+    load_app(api, id.as_str()).await
+}
+
+/// The 404 (audited as a denial) for an application addressing another one.
+fn not_self(caller: &Caller, id: &AppId) -> ApiError {
+    ApiError::hidden(
+        format!("application {id}"),
+        format!("application {} may only manage itself", caller.app.id),
+    )
+}
+
 fn expiry(now: Timestamp, secs: Option<u64>) -> ApiResult<Option<Timestamp>> {
     secs.map(|s| {
         i64::try_from(s)
@@ -187,8 +209,7 @@ async fn get_app<S: WsiStore>(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require_self_or_admin(&app_id(&app)?)?;
-    let app = load_app(&api, &app).await?;
+    let app = addressable_app(&api, &caller, &app).await?;
     let view = AppView::from(&app);
     Ok(with_etag(&view))
 }
@@ -271,8 +292,7 @@ async fn create_key<S: WsiStore>(
     Path(app): Path<String>,
     IdemJson(idem, req): IdemJson<CreateKey>,
 ) -> ApiResult<Response> {
-    let app = load_app(&api, &app).await?;
-    caller.require_self_or_admin(&app.id)?;
+    let app = addressable_app(&api, &caller, &app).await?;
     if let Some(replay) = idem.replay(&api, &caller).await? {
         return Ok(replay);
     }
@@ -289,8 +309,7 @@ async fn list_keys<S: WsiStore>(
     caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<axum::Json<Vec<KeyView>>> {
-    let app = load_app(&api, &app).await?;
-    caller.require_self_or_admin(&app.id)?;
+    let app = addressable_app(&api, &caller, &app).await?;
     Ok(axum::Json(
         api.store
             .list_keys(&app.id)
@@ -310,7 +329,9 @@ async fn revoke_key<S: WsiStore>(
     Path((app, key)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<KeyView>> {
     let app = app_id(&app)?;
-    caller.require_self_or_admin(&app)?;
+    if !caller.is_admin() && caller.app.id != app {
+        return Err(not_self(&caller, &app));
+    }
     let key_id = KeyId(key);
     match api.store.get_key(&key_id).await? {
         Some(k) if k.app_id == app => {}

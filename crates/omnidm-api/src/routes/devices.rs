@@ -92,12 +92,18 @@ pub(crate) async fn load_device<S: WsiStore>(store: &S, id: &DeviceId) -> ApiRes
         .ok_or_else(|| ApiError::not_found(format!("device {id}")))
 }
 
-/// The 403 for a device no grant of the caller covers.
+/// The answer for a device no grant of the caller covers: the very 404 of a device that does
+/// not exist, so that an application cannot tell the two apart (issue 8 item 13). The
+/// denial is still audited with its rule.
 fn not_covered(caller: &Caller, id: &DeviceId) -> ApiError {
-    ApiError::forbidden(format!("no grant of {} covers device {id}", caller.app.id))
+    ApiError::hidden(
+        format!("device {id}"),
+        format!("no grant of {} covers device {id}", caller.app.id),
+    )
 }
 
-/// Loads a device the caller may see; 403 with the rule when no grant covers it.
+/// Loads a device the caller may see; 404 (as for a device that does not exist) when no
+/// grant covers it.
 pub(crate) async fn visible_device<S: WsiStore>(
     api: &Api<S>,
     caller: &Caller,
@@ -358,7 +364,8 @@ struct TreeQuery {
 }
 
 /// The cached tree below a node: last known values with their age. Only nodes a `get` grant
-/// covers are returned; a root no grant can reach is refused with 403.
+/// covers are returned; a root no grant can reach is refused with 403; a device no grant
+/// covers is 404, like one that does not exist.
 #[utoipa::path(get, path = "/api/v1/devices/{device}/tree", tag = "devices", params(("device" = String, Path), TreeQuery),
     responses((status = 200, body = TreeView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn read_tree<S: WsiStore>(
@@ -369,13 +376,10 @@ async fn read_tree<S: WsiStore>(
 ) -> ApiResult<axum::Json<TreeView>> {
     let root_text = q.path.unwrap_or_else(|| ".".into());
     let id = device_id(&device)?;
-    let device = load_device(&api.store, &id).await?;
-    let root = NodePath::parse_for(device.protocol, &root_text)
-        .map_err(|e| ApiError::bad_request(format!("path: {e}")))?
-        .without_query();
     if q.depth.is_some_and(|d| d > 64) {
         return Err(ApiError::bad_request("depth must be at most 64"));
     }
+    let device = load_device(&api.store, &id).await?;
     let grants = if caller.is_admin() {
         None
     } else {
@@ -390,10 +394,15 @@ async fn read_tree<S: WsiStore>(
         None => None,
         Some(g) => Some(device_access(&api.store, &caller, g, &device).await?),
     };
+    // Visibility before the path: how the path parses depends on the device's protocol,
+    // which an application that cannot see the device must not learn.
+    if access.as_ref().is_some_and(|a| !a.visible()) {
+        return Err(not_covered(&caller, &id));
+    }
+    let root = NodePath::parse_for(device.protocol, &root_text)
+        .map_err(|e| ApiError::bad_request(format!("path: {e}")))?
+        .without_query();
     if let Some(a) = &access {
-        if !a.visible() {
-            return Err(not_covered(&caller, &id));
-        }
         let reachable = a.grants.iter().any(|g| {
             g.permissions.contains(&omnidm_core::Permission::Get)
                 && g.subtrees.iter().any(|s| s.may_cover_below(&root))

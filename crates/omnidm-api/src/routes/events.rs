@@ -40,9 +40,9 @@ pub(crate) struct Doc;
 /// Events read from the store per batch while filtering.
 const BATCH: u32 = 500;
 
-/// Most events examined by one `GET /events` (bounded work per call; the cursor says where
+/// Most event ids examined by one `GET /events` (bounded work per call; the cursor says where
 /// the scan stopped, so the next call continues there).
-const MAX_SCAN: usize = 5_000;
+const MAX_SCAN: u64 = 5_000;
 
 /// Keep-alive comment interval of the SSE stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -99,8 +99,10 @@ impl From<&Event> for EventView {
 pub struct EventPage {
     /// Visible events, oldest first.
     pub items: Vec<EventView>,
-    /// The id of the last event examined (visible or not): pass it as `after` next time. Always
-    /// present; equal to the `after` sent when nothing new was found.
+    /// Where this page stopped: pass it as `after` next time. The last item when the page is
+    /// full; otherwise the end of the stretch of the log examined (at most 5,000 ids, never
+    /// past the newest event), whatever the filters matched there. Always present; equal to
+    /// the `after` sent when nothing new was found.
     pub next_cursor: String,
 }
 
@@ -179,29 +181,42 @@ impl EventQuery {
     }
 }
 
-/// Reads visible events after `after`, examining at most `max_scan` events; returns them with
-/// the id of the last event examined.
+/// Reads visible events after `after`, up to `limit` of them, examining the ids after `after`
+/// up to at most `window` ids further (and no further than the log's head); returns them with
+/// the cursor to continue from.
+///
+/// The cursor is the last event returned when the page is full, otherwise the end of the
+/// examined window. Both depend only on `after`, the log's head and visible events — never on
+/// invisible events matching the filters: filtering by a device or operation the caller
+/// cannot see gives the same empty pages and the same cursors as filtering by one that does
+/// not exist, so the cursor is not an activity oracle (issue 8 item 9).
 async fn read_visible<S: WsiStore>(
     store: &S,
     vis: &mut EventVisibility,
     after: EventId,
     filter: &EventFilter,
     limit: usize,
-    max_scan: usize,
+    window: u64,
 ) -> ApiResult<(Vec<Event>, EventId)> {
+    // Read before the events: every id up to the head is committed (ids increase in commit
+    // order), so nothing below the returned cursor can appear later.
+    let head = store.last_event_id().await?;
+    let end = EventId(head.0.min(after.0.saturating_add(window)));
     let mut items = Vec::new();
-    let mut cursor = after;
-    let mut scanned = 0usize;
-    'pages: while items.len() < limit && scanned < max_scan {
-        let batch = store.list_events(cursor, filter, BATCH).await?;
+    let mut pos = after;
+    'pages: while pos < end {
+        let batch = store.list_events(pos, filter, BATCH).await?;
         let exhausted = batch.len() < BATCH as usize;
         for e in batch {
-            scanned += 1;
-            cursor = e.id;
+            if e.id > end {
+                break 'pages;
+            }
+            pos = e.id;
             if vis.sees(store, &e).await? {
-                items.push(vis.redact(e));
+                let id = e.id;
+                items.push(e);
                 if items.len() >= limit {
-                    break 'pages;
+                    return Ok((items, id));
                 }
             }
         }
@@ -209,16 +224,17 @@ async fn read_visible<S: WsiStore>(
             break;
         }
     }
-    Ok((items, cursor))
+    Ok((items, end.max(after)))
 }
 
 /// Lists events, oldest first, that the caller may see.
 ///
 /// Admins see every event; an application sees events of devices its grants cover, operation
 /// and command events of its own operations only, and events about a node (command results,
-/// generic alerts) only when a grant covers that node. One call examines a bounded number of
-/// events: a page may hold fewer than `limit` items although more follow; continue from
-/// `next_cursor`.
+/// generic alerts) only when a grant covers that node. One call examines at most 5,000 event
+/// ids: a page may hold fewer than `limit` items (even none) although more follow; continue
+/// from `next_cursor`. The cursor advances the same way whether or not the filters match
+/// events you cannot see.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
     responses((status = 200, body = EventPage), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -233,18 +249,17 @@ async fn list_events<S: WsiStore>(
     let mut vis = EventVisibility::of(&api, &caller.app.id, caller.is_admin()).await?;
     let (items, last) = read_visible(&api.store, &mut vis, after, &filter, limit, MAX_SCAN).await?;
     Ok(axum::Json(EventPage {
-        items: items.iter().map(EventView::from).collect(),
+        items: items.iter().map(|e| vis.view(e)).collect(),
         next_cursor: last.0.to_string(),
     }))
 }
 
-/// The SSE frame of an event.
-fn sse_frame(e: &Event) -> SseEvent {
-    let view = EventView::from(e);
-    let data = serde_json::to_string(&view).unwrap_or_default();
+/// The SSE frame of an event as the caller is shown it.
+fn sse_frame(view: &EventView) -> SseEvent {
+    let data = serde_json::to_string(view).unwrap_or_default();
     SseEvent::default()
-        .id(e.id.0.to_string())
-        .event(e.event.kind.as_str())
+        .id(view.id.to_string())
+        .event(view.kind.as_str())
         .data(data)
 }
 
@@ -254,13 +269,13 @@ struct Follow<S> {
     caller: Caller,
     filter: EventFilter,
     cursor: EventId,
-    pending: VecDeque<Event>,
+    pending: VecDeque<EventView>,
     newest: watch::Receiver<EventId>,
 }
 
 impl<S: WsiStore> Follow<S> {
     /// The next visible event; waits for new events; `None` when the server stops.
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<EventView> {
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Some(e);
@@ -296,11 +311,11 @@ impl<S: WsiStore> Follow<S> {
             self.cursor,
             &self.filter,
             BATCH as usize,
-            BATCH as usize,
+            u64::from(BATCH),
         )
         .await?;
         self.cursor = last;
-        self.pending.extend(items);
+        self.pending.extend(items.iter().map(|e| vis.view(e)));
         Ok(())
     }
 }

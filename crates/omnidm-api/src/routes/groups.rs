@@ -63,7 +63,11 @@ pub(crate) fn device_id(s: &str) -> ApiResult<DeviceId> {
 }
 
 /// Loads a group the caller may see: admins all, applications those their grants name.
-async fn visible_group<S: WsiStore>(api: &Api<S>, caller: &Caller, id: &str) -> ApiResult<Group> {
+pub(crate) async fn visible_group<S: WsiStore>(
+    api: &Api<S>,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Group> {
     let id = group_id(id)?;
     let group = api.store.get_group(&id).await?;
     let visible = caller.is_admin()

@@ -22,8 +22,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::Caller;
 use crate::dto::{CommandDto, Page};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::routes::devices::load_device;
-use crate::routes::groups::{all_members, device_id, group_id};
+use crate::routes::groups::{all_members, device_id, visible_group};
 use crate::routes::idempotency::{IdemJson, reply};
 use crate::state::Api;
 use crate::wire::{
@@ -369,6 +368,7 @@ fn wait_duration<S>(api: &Api<S>, wait: Option<u64>) -> ApiResult<Option<Duratio
 /// Resolves the target to device ids (deduplicated, in order).
 async fn resolve<S: WsiStore>(
     api: &Api<S>,
+    caller: &Caller,
     target: &TargetDto,
 ) -> ApiResult<(JobTarget, Vec<DeviceId>)> {
     match target {
@@ -391,12 +391,10 @@ async fn resolve<S: WsiStore>(
             Ok((JobTarget::Devices(ids.clone()), ids))
         }
         TargetDto::Group(g) => {
-            let id = group_id(g)?;
-            let group = api
-                .store
-                .get_group(&id)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("group {id}")))?;
+            // A group none of the caller's grants names is "not found", like a missing one:
+            // its existence and its members are not the caller's to learn.
+            let group = visible_group(api, caller, g).await?;
+            let id = group.id.clone();
             let members = all_members(&api.store, &group).await?;
             if members.is_empty() {
                 return Err(ApiError::new(
@@ -456,8 +454,17 @@ async fn authorize_all<S: WsiStore>(
             }
         }
     }
+    // Devices that do not exist and devices no grant covers get one answer (404, naming them
+    // together), checked over the whole target before any 403: which ids exist must not show
+    // (issue 8 item 13).
+    let mut hidden: Vec<&DeviceId> = Vec::new();
+    let mut invisible = 0usize;
+    let mut denied: Option<ApiError> = None;
     for id in devices {
-        let device = load_device(&api.store, id).await?;
+        let Some(device) = api.store.get_device(id).await? else {
+            hidden.push(id);
+            continue;
+        };
         let member_of: HashSet<omnidm_core::GroupId> = if bulk {
             static_members
                 .iter()
@@ -468,10 +475,47 @@ async fn authorize_all<S: WsiStore>(
             crate::access::static_groups(&api.store, &grants, id).await?
         };
         let covering = grants.for_device(&device, &member_of);
-        omnidm_core::authorize(&caller.app.id, id.as_str(), &covering, &needs)
-            .map_err(|d| ApiError::forbidden(d.rule))?;
+        if covering.is_empty() {
+            hidden.push(id);
+            invisible += 1;
+            continue;
+        }
+        if denied.is_none()
+            && let Err(d) = omnidm_core::authorize(&caller.app.id, id.as_str(), &covering, &needs)
+        {
+            denied = Some(ApiError::forbidden(d.rule));
+        }
     }
-    Ok(())
+    if !hidden.is_empty() {
+        return Err(hidden_devices(&caller.app.id, &hidden, invisible));
+    }
+    denied.map_or(Ok(()), Err)
+}
+
+/// The 404 for target devices that do not exist or that no grant of `app` covers (`invisible`
+/// of them): one answer for both, naming the first few.
+fn hidden_devices(app: &omnidm_core::AppId, hidden: &[&DeviceId], invisible: usize) -> ApiError {
+    const NAMED: usize = 10;
+    let mut names = hidden
+        .iter()
+        .take(NAMED)
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if hidden.len() > NAMED {
+        names.push_str(&format!(" and {} more", hidden.len() - NAMED));
+    }
+    let what = if hidden.len() == 1 {
+        format!("device {names}")
+    } else {
+        format!("devices {names}")
+    };
+    if invisible == 0 {
+        ApiError::not_found(what)
+    } else {
+        let rule = format!("no grant of {app} covers {invisible} of the target devices");
+        ApiError::hidden(what, rule)
+    }
 }
 
 async fn submit_job<S: WsiStore>(
@@ -509,7 +553,7 @@ async fn submit_job<S: WsiStore>(
             ),
         ),
     };
-    let (target, devices) = resolve(api, target).await?;
+    let (target, devices) = resolve(api, caller, target).await?;
     authorize_all(api, caller, &target, &devices, &core).await?;
     let job = NewJob {
         app_id: caller.app.id.clone(),
@@ -534,8 +578,11 @@ async fn submit_job<S: WsiStore>(
 }
 
 /// Submits an operation for a device, a list or a group. Every device must be covered by a
-/// grant allowing every command on its node; otherwise nothing is queued and the denying rule
-/// comes back with 403. Answers 202 at once (200 if `wait` saw every device finish).
+/// grant allowing every command on its node; otherwise nothing is queued: target devices
+/// that do not exist or that no grant covers are named in one 404 (the two cases are not
+/// told apart), and a covered device whose grants do not allow a command gets 403 with the
+/// denying rule. A group target must be named by one of the caller's grants (404 otherwise).
+/// Answers 202 at once (200 if `wait` saw every device finish).
 #[utoipa::path(post, path = "/api/v1/operations", tag = "operations", request_body = SubmitOperation,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 202, body = OperationView, headers(("Location" = String))), (status = 200, body = OperationView),

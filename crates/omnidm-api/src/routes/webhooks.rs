@@ -10,14 +10,16 @@
 //! `omnidm-event-id`.
 //!
 //! **Server-side request forgery:** URLs whose host is a loopback, private, link-local,
-//! shared (CGNAT), multicast or unspecified address, or `localhost`, are refused at
-//! subscription and again at delivery; names are resolved by a resolver that drops such
-//! addresses, so a public name pointing at an internal address is refused too, and redirects
-//! are not followed. The operator can allow private targets (tests, labs) with
+//! shared (CGNAT), multicast or unspecified address (also inside an IPv6 form embedding an
+//! IPv4 address), or `localhost`, are refused at subscription and again at delivery; names
+//! are resolved by a resolver that drops such addresses, so a public name pointing at an
+//! internal address is refused too, and redirects are not followed. Proxies from the
+//! environment are never used; a proxy configured explicitly is, after the target's name
+//! has been resolved and judged here. The operator can allow private targets (tests, labs) with
 //! `ApiOptions::allow_private_webhooks` (`--allow-private-webhooks`).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +43,7 @@ use crate::auth::Caller;
 use crate::dto::Page;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::events::{EventView, parse_kinds};
-use crate::routes::groups::{device_id, group_id};
+use crate::routes::groups::{device_id, visible_group};
 use crate::routes::idempotency::{IdemJson, created};
 use crate::signing::{new_secret, signature};
 use crate::state::Api;
@@ -61,11 +63,18 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events read per subscription and round.
 const EVENTS_PER_ROUND: u32 = 100;
 
+/// Event ids one round examines at most (its window; see `deliver_round`).
+const WINDOW: u64 = 2_000;
+
 /// Rounds one subscription may run back to back before yielding its slot.
 const ROUNDS_PER_TURN: usize = 10;
 
 /// Most devices a subscription may name.
 const MAX_DEVICES: usize = 1000;
+
+/// Most webhook subscriptions one application may hold: each is a POST per event it
+/// matches, so subscriptions are an amplifier an application must not scale at will.
+pub const MAX_SUBSCRIPTIONS_PER_APP: usize = 10;
 
 pub(crate) fn routes<S: WsiStore>() -> Router<Api<S>> {
     Router::new()
@@ -122,7 +131,9 @@ pub struct WebhookView {
     pub disabled_reason: Option<String>,
     /// Consecutive failed attempts on the event at the cursor.
     pub failures: u32,
-    /// The last event delivered or skipped: delivery continues after it.
+    /// Where delivery continues: the last event delivered, or the end of a stretch of the
+    /// log examined without finding anything for this subscription. It moves the same way
+    /// whether the events skipped were invisible to the owner or did not match at all.
     pub cursor: u64,
     /// No attempt before this time (backoff).
     pub next_attempt_at: String,
@@ -242,28 +253,60 @@ struct DeliveriesQuery {
 // --- URL checks ------------------------------------------------------------------------------
 
 /// Is `ip` an address a webhook may target without `allow_private_webhooks`?
+///
+/// IPv6 forms that carry an IPv4 address (IPv4-compatible `::a.b.c.d`, IPv4-mapped
+/// `::ffff:a.b.c.d`, SIIT `::ffff:0:a.b.c.d`, 6to4 `2002:AABB:CCDD::/48`, Teredo
+/// `2001::/32`) are judged by the IPv4 address they embed, so `[::127.0.0.1]` or
+/// `[2002:7f00:1::1]` cannot name loopback in disguise.
 pub(crate) fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let seg0 = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (seg0 & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
-                || (seg0 == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 64:ff9b::/96
-                || (seg0 == 0x2001 && v6.segments()[1] == 0x0db8)) // documentation
-        }
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
 }
 
+fn is_public_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let v4_at = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    // ::/96 — unspecified, loopback and the deprecated IPv4-compatible form: never a
+    // legitimate webhook target, whatever it embeds.
+    if s[..6] == [0; 6] {
+        return false;
+    }
+    // ::ffff:a.b.c.d (IPv4-mapped) and ::ffff:0:a.b.c.d (SIIT, RFC 6145).
+    if s[..5] == [0; 5] && s[5] == 0xffff {
+        return is_public_v4(v4_at(s[6], s[7]));
+    }
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return is_public_v4(v4_at(s[6], s[7]));
+    }
+    // 6to4 2002::/16: the IPv4 address is in bits 16–47.
+    if s[0] == 0x2002 {
+        return is_public_v4(v4_at(s[1], s[2]));
+    }
+    // Teredo 2001:0::/32: server IPv4 in bits 32–63, client IPv4 XORed in the last 32 bits.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return is_public_v4(v4_at(s[2], s[3])) && is_public_v4(v4_at(!s[6], !s[7]));
+    }
+    !(v6.is_multicast() // ff00::/8
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48 (local use)
+        || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard-only 100::/64
+        || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking 2001:2::/48
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID 2001:10::/28
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0020) // ORCHIDv2 2001:20::/28
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20 (RFC 9637)
+}
+
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     !(ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
@@ -273,12 +316,15 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0 // "this network"
         || (a == 100 && (b & 0xc0) == 64) // shared address space 100.64.0.0/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments 192.0.0.0/24
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast 192.88.99.0/24
         || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
         || a >= 240) // reserved
 }
 
 /// Checks a webhook URL: it must parse, be `http`/`https`, have a host, and (unless
-/// `allow_private`) not name a loopback, private or link-local address or `localhost`.
+/// `allow_private`) not name a loopback, private or link-local address (in any IPv6
+/// disguise) or `localhost`.
 pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
     let parsed = Url::parse(url).map_err(|e| format!("url {url:?} does not parse: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -290,8 +336,7 @@ pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
     let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
         return Err("url has no host".into());
     };
-    let host = host.trim_end_matches('.').to_owned();
-    let host = host.as_str();
+    let host = host.to_owned();
     if allow_private {
         return Ok(parsed);
     }
@@ -300,13 +345,28 @@ pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<Url, String> {
             "url host {what} is a loopback, private or link-local address; webhooks must reach a public host (the operator may allow private ones with --allow-private-webhooks)"
         ))
     };
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
-        return refused(host);
+    // The URL parser has already turned every IPv4 spelling (`2130706433`, `0x7f.1`, …) into
+    // an address and normalised IPv6 literals.
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<Ipv6Addr>() {
+            Ok(v6) if is_public_v6(v6) => Ok(parsed),
+            Ok(v6) => refused(&v6.to_string()),
+            Err(_) => Err(format!("url host {host:?} is not an IPv6 address")),
+        };
     }
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    match literal.parse::<IpAddr>() {
-        Ok(ip) if !is_public_ip(ip) => refused(literal),
-        _ => Ok(parsed),
+    match host.parse::<Ipv4Addr>() {
+        Ok(v4) if !is_public_v4(v4) => refused(&v4.to_string()),
+        Ok(_) => Ok(parsed),
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() {
+                return Err("url has no host".into());
+            }
+            if name == "localhost" || name.ends_with(".localhost") {
+                return refused(&name);
+            }
+            Ok(parsed)
+        }
     }
 }
 
@@ -334,15 +394,55 @@ impl Resolve for PublicOnly {
     }
 }
 
-/// The delivery client: rustls, 10 s timeout, no redirects, the public-only resolver.
-fn http_client(allow_private: bool) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// The delivery client: rustls, 10 s timeout, no redirects.
+///
+/// Proxies from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a
+/// proxy would resolve and reach the URL's host itself, past the public-only resolver. Only
+/// a proxy the operator configures (`proxy`, `[api] webhook_proxy`) is used; then the
+/// resolver is the system's (it resolves the proxy's name, which may well be internal) and
+/// every delivery checks the target's name first ([`check_proxied_host`]).
+fn http_client(allow_private: bool, proxy: Option<&str>) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .connect_timeout(DELIVERY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(PublicOnly { allow_private }))
-        .user_agent(concat!("omnidm-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("omnidm-webhooks/", env!("CARGO_PKG_VERSION")));
+    let builder = match proxy {
+        None => builder
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicOnly { allow_private })),
+        Some(p) => {
+            builder.proxy(reqwest::Proxy::all(p).map_err(|e| format!("webhook proxy {p:?}: {e}"))?)
+        }
+    };
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// With a configured proxy, the proxy resolves the target's name, so the address guard runs
+/// here: the name must resolve, and only to public addresses (unless private ones are
+/// allowed). A literal address was already judged by [`check_url`].
+async fn check_proxied_host(url: &Url, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let Some(host) = url.host_str() else {
+        return Err("url has no host".into());
+    };
+    if host.starts_with('[') || host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| format!("{host} does not resolve ({e}); not sent through the proxy"))?
+        .collect();
+    match addrs.iter().find(|a| !is_public_ip(a.ip())) {
+        _ if addrs.is_empty() => Err(format!("{host} resolves to no address")),
+        Some(a) => Err(format!(
+            "{host} resolves to {}, a loopback, private or link-local address; not sent",
+            a.ip()
+        )),
+        None => Ok(()),
+    }
 }
 
 // --- handlers --------------------------------------------------------------------------------
@@ -364,8 +464,10 @@ async fn load_sub<S: WsiStore>(api: &Api<S>, caller: &Caller, id: u64) -> ApiRes
 /// Deliveries start with the next event. Each is a POST of one event (the JSON of
 /// `GET /events`) with `omnidm-event-id`, `omnidm-event-type`, `omnidm-timestamp` and
 /// `omnidm-signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`; answer 2xx within
-/// 10 s. URLs on loopback, private and link-local addresses are refused unless the operator
-/// allows them.
+/// 10 s. URLs on loopback, private and link-local addresses (also inside IPv6 forms that
+/// embed an IPv4 address) are refused unless the operator allows them. An application holds
+/// at most 10 subscriptions, and the same URL with the same filters is refused (409); a
+/// `group` must be one of the caller's grants' groups (404 otherwise).
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe submission key")),
     responses((status = 201, body = CreatedWebhook, headers(("Location" = String))),
@@ -394,16 +496,40 @@ async fn create_webhook<S: WsiStore>(
         .collect::<ApiResult<Vec<DeviceId>>>()?;
     devices.sort();
     devices.dedup();
+    // A group the caller's grants do not name is "not found", like one that does not exist.
     let group = match &req.group {
         None => None,
-        Some(g) => {
-            let g = group_id(g)?;
-            if api.store.get_group(&g).await?.is_none() {
-                return Err(ApiError::not_found(format!("group {g}")));
-            }
-            Some(g)
-        }
+        Some(g) => Some(visible_group(&api, &caller, g).await?.id),
     };
+    // One creation at a time on this node: the cap and the duplicate check see every
+    // subscription created before.
+    let _serial = api.shared.subscribing.lock().await;
+    let existing = api.store.list_subscriptions(Some(&caller.app.id)).await?;
+    let same_kinds = |kinds: &[omnidm_core::EventKind]| {
+        kinds.len() == event_types.len() && kinds.iter().all(|k| event_types.contains(k))
+    };
+    if let Some(dup) = existing.iter().find(|s| {
+        s.spec.url == url.as_str()
+            && same_kinds(&s.spec.event_types)
+            && s.spec.devices == devices
+            && s.spec.group == group
+    }) {
+        return Err(ApiError::new(
+            crate::problem::Kind::Conflict,
+            format!(
+                "webhook {} already delivers these events to this URL; re-enable it or delete it instead of subscribing again",
+                dup.id
+            ),
+        ));
+    }
+    if existing.len() >= MAX_SUBSCRIPTIONS_PER_APP {
+        return Err(ApiError::new(
+            crate::problem::Kind::Conflict,
+            format!(
+                "an application may hold at most {MAX_SUBSCRIPTIONS_PER_APP} webhook subscriptions; delete one first (one subscription can take several event types, devices or a group)"
+            ),
+        ));
+    }
     let spec = NewSubscription {
         app_id: caller.app.id.clone(),
         url: url.to_string(),
@@ -524,7 +650,10 @@ async fn list_deliveries<S: WsiStore>(
 /// POST at a time; up to [`CONCURRENCY`] subscriptions at once. A delivery cut short by
 /// shutdown is repeated after the restart (at least once).
 pub(crate) async fn deliver_forever<S: WsiStore>(api: Api<S>, mut stop: watch::Receiver<bool>) {
-    let client = match http_client(api.shared.options.allow_private_webhooks) {
+    let client = match http_client(
+        api.shared.options.allow_private_webhooks,
+        api.shared.options.webhook_proxy.as_deref(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client; no webhooks will be delivered");
@@ -687,95 +816,126 @@ async fn deliver_round<S: WsiStore>(
         },
         job_id: None,
     };
-    let events = store
-        .list_events(sub.spec.cursor, &filter, EVENTS_PER_ROUND)
-        .await?;
-    let full = events.len() >= EVENTS_PER_ROUND as usize;
+    // The round examines the ids after the cursor up to `end`, a bound that depends only on
+    // the cursor and the log's head (read before the events, so every id up to it is
+    // committed) — never on the filters or on what the owner may see. The cursor then moves
+    // to delivered events or to `end`, so `GET /webhooks/{id}` cannot show it stepping over
+    // events the owner cannot see (issue 8 item 9).
+    let head = store.last_event_id().await?;
+    let end = omnidm_core::EventId(head.0.min(sub.spec.cursor.0.saturating_add(WINDOW)));
     let mut vis = EventVisibility::of(api, &owner.id, owner.role == Role::Admin).await?;
     let mut groups: HashMap<DeviceId, bool> = HashMap::new();
-    let mut cursor = sub.spec.cursor;
+    let mut pos = sub.spec.cursor;
     let mut recorded = sub.spec.cursor;
     let mut failures = sub.failures;
-    for event in events {
-        let in_group = match (&group, &event.event.device_id) {
-            (Some(g), Some(d)) => match groups.get(d) {
-                Some(v) => *v,
-                None => {
-                    let v = device_in_group(store, g, d).await?;
-                    groups.insert(d.clone(), v);
-                    v
-                }
-            },
-            _ => false,
-        };
-        if !matches_spec(&sub.spec, &event, || in_group) || !vis.sees(store, &event).await? {
-            cursor = event.id; // skipped without an attempt
-            continue;
-        }
-        let event = vis.redact(event);
-        // The URL is checked again: the operator may have withdrawn the private allowance.
-        let attempt = match check_url(&sub.spec.url, api.shared.options.allow_private_webhooks) {
-            Ok(url) => post_event(client, url, &sub.spec.secret, &event, failures + 1).await,
-            Err(why) => Delivery {
-                subscription_id: sub.id,
-                event_id: event.id,
-                attempt: failures + 1,
-                at: now(),
-                status: None,
-                error: Some(why),
-                duration_ms: 0,
-            },
-        };
-        let attempt = Delivery {
-            subscription_id: sub.id,
-            ..attempt
-        };
-        if attempt.succeeded() {
-            cursor = event.id;
-            failures = 0;
-            store
-                .record_delivery(
-                    sub.id,
-                    Some(&attempt),
-                    &DeliveryProgress {
-                        cursor,
-                        failures,
-                        next_attempt_at: attempt.at,
-                        disable: None,
-                    },
-                )
-                .await?;
-            recorded = cursor;
-            metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "ok").increment(1);
-        } else {
-            failures += 1;
-            let retry_base_ms =
-                i64::try_from(api.shared.options.webhook_retry_base.as_millis()).unwrap_or(1000);
-            let progress = failed_progress(
-                cursor,
-                failures,
-                attempt.at,
-                attempt.error.as_deref(),
-                retry_base_ms,
-            );
-            if let Some(reason) = &progress.disable {
-                tracing::warn!(subscription = %sub.id, url = %sub.spec.url, %reason, "webhook disabled");
+    let mut delivered = 0usize;
+    'scan: while pos < end {
+        let events = store.list_events(pos, &filter, EVENTS_PER_ROUND).await?;
+        let exhausted = events.len() < EVENTS_PER_ROUND as usize;
+        for event in events {
+            if event.id > end {
+                break 'scan;
             }
-            store
-                .record_delivery(sub.id, Some(&attempt), &progress)
-                .await?;
-            metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "failed")
-                .increment(1);
-            return Ok(false);
+            pos = event.id;
+            let in_group = match (&group, &event.event.device_id) {
+                (Some(g), Some(d)) => match groups.get(d) {
+                    Some(v) => *v,
+                    None => {
+                        let v = device_in_group(store, g, d).await?;
+                        groups.insert(d.clone(), v);
+                        v
+                    }
+                },
+                _ => false,
+            };
+            if !matches_spec(&sub.spec, &event, || in_group) || !vis.sees(store, &event).await? {
+                continue; // skipped without an attempt
+            }
+            // The URL is checked again: the operator may have withdrawn the private allowance.
+            let allow_private = api.shared.options.allow_private_webhooks;
+            let checked = match check_url(&sub.spec.url, allow_private) {
+                Ok(url) if api.shared.options.webhook_proxy.is_some() => {
+                    check_proxied_host(&url, allow_private).await.map(|()| url)
+                }
+                other => other,
+            };
+            let attempt = match checked {
+                Ok(url) => {
+                    let view = vis.view(&event);
+                    post_event(client, url, &sub.spec.secret, &event, &view, failures + 1).await
+                }
+                Err(why) => Delivery {
+                    subscription_id: sub.id,
+                    event_id: event.id,
+                    attempt: failures + 1,
+                    at: now(),
+                    status: None,
+                    error: Some(why),
+                    duration_ms: 0,
+                },
+            };
+            let attempt = Delivery {
+                subscription_id: sub.id,
+                ..attempt
+            };
+            if attempt.succeeded() {
+                failures = 0;
+                store
+                    .record_delivery(
+                        sub.id,
+                        Some(&attempt),
+                        &DeliveryProgress {
+                            cursor: event.id,
+                            failures,
+                            next_attempt_at: attempt.at,
+                            disable: None,
+                        },
+                    )
+                    .await?;
+                recorded = event.id;
+                delivered += 1;
+                metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "ok")
+                    .increment(1);
+                if delivered >= EVENTS_PER_ROUND as usize {
+                    return Ok(true); // more may follow at once
+                }
+            } else {
+                failures += 1;
+                let retry_base_ms =
+                    i64::try_from(api.shared.options.webhook_retry_base.as_millis())
+                        .unwrap_or(1000);
+                // The cursor stays at the last delivered event: skipped events before the
+                // failing one are examined again on the retry (and skipped again).
+                let progress = failed_progress(
+                    recorded,
+                    failures,
+                    attempt.at,
+                    attempt.error.as_deref(),
+                    retry_base_ms,
+                );
+                if let Some(reason) = &progress.disable {
+                    tracing::warn!(subscription = %sub.id, url = %sub.spec.url, %reason, "webhook disabled");
+                }
+                store
+                    .record_delivery(sub.id, Some(&attempt), &progress)
+                    .await?;
+                metrics::counter!("omnidm_webhook_deliveries_total", "outcome" => "failed")
+                    .increment(1);
+                return Ok(false);
+            }
+        }
+        if exhausted {
+            break;
         }
     }
-    if cursor != recorded {
+    // The window is done: everything up to `end` was delivered or is not for this owner.
+    if end > recorded {
         store
             .record_delivery(
                 sub.id,
                 None,
                 &DeliveryProgress {
-                    cursor,
+                    cursor: end,
                     failures,
                     next_attempt_at: sub.next_attempt_at,
                     disable: None,
@@ -783,7 +943,7 @@ async fn deliver_round<S: WsiStore>(
             )
             .await?;
     }
-    Ok(full)
+    Ok(end < head)
 }
 
 /// Where a subscription stands after its `failures`-th consecutive failure at `at`.
@@ -840,16 +1000,18 @@ pub(crate) fn delivery_headers(
     ]
 }
 
-/// POSTs one event; the attempt as recorded (`subscription_id` is filled by the caller).
+/// POSTs one event (`view`: as its owner is shown it); the attempt as recorded
+/// (`subscription_id` is filled by the caller).
 async fn post_event(
     client: &reqwest::Client,
     url: Url,
     secret: &str,
     event: &Event,
+    view: &EventView,
     attempt: u32,
 ) -> Delivery {
     let at = now();
-    let body = serde_json::to_vec(&EventView::from(event)).unwrap_or_default();
+    let body = serde_json::to_vec(view).unwrap_or_default();
     let timestamp = at.millis().div_euclid(1000);
     let mut req = client
         .post(url)
@@ -934,6 +1096,90 @@ mod tests {
         assert!(is_public_ip("2001:4860:4860::8888".parse().unwrap()));
         assert!(!is_public_ip("10.0.0.1".parse().unwrap()));
         assert!(!is_public_ip("::".parse().unwrap()));
+    }
+
+    /// Issue 8 item 18: every IPv6 form that embeds a loopback, private, link-local or
+    /// unspecified IPv4 address is refused, and so are the IPv6-only internal ranges.
+    #[test]
+    fn ipv6_disguises_of_internal_addresses_are_refused() {
+        for bad in [
+            // IPv4-compatible (deprecated): ::/96 is refused whatever it embeds.
+            "::127.0.0.1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "::",
+            "::1",
+            // IPv4-mapped.
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::ffff:192.168.0.1",
+            // SIIT (IPv4-translated).
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:172.16.0.1",
+            // 6to4: 2002:AABB:CCDD::/48 embeds AA.BB.CC.DD.
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::1",
+            "2002::1",
+            // NAT64, well-known and local-use prefixes.
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::8.8.8.8",
+            "64:ff9b:1::a00:1",
+            // Teredo: server 65.54.227.120 (public), client 127.0.0.1 XORed = 80ff:fffe.
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            // Teredo with a private server address.
+            "2001:0:a00:1:0:0:f7f7:f7f7",
+            // IPv6 internal ranges.
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "ff05::2",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "2001:2::1",
+            "2001:10::1",
+        ] {
+            let ip: Ipv6Addr = bad.parse().unwrap();
+            assert!(!is_public_ip(IpAddr::V6(ip)), "{bad} must be refused");
+            assert!(
+                check_url(&format!("http://[{bad}]:8080/hook"), false).is_err(),
+                "http://[{bad}]/ must be refused"
+            );
+        }
+        for good in [
+            "2001:4860:4860::8888",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "2002:808:808::1",
+            // Teredo: public server and client (8.8.8.8 XORed = f7f7:f7f7).
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+        ] {
+            let ip: Ipv6Addr = good.parse().unwrap();
+            assert!(is_public_ip(IpAddr::V6(ip)), "{good} is public");
+        }
+        // Every IPv4 spelling the URL parser accepts is normalised first.
+        for bad in [
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://192.0.0.8/",
+            "http://[::ffff:7f00:1]/",
+            "http://[0:0:0:0:0:ffff:127.0.0.1]/",
+            "http://LOCALHOST./",
+        ] {
+            assert!(check_url(bad, false).is_err(), "{bad} must be refused");
+        }
     }
 
     fn event(kind: EventKind, device: Option<&str>) -> Event {
@@ -1063,9 +1309,17 @@ mod http_tests {
     #[tokio::test]
     async fn a_delivery_is_a_signed_post_of_the_event_view() {
         let (addr, seen) = receiver(StatusCode::NO_CONTENT).await;
-        let client = http_client(true).unwrap();
+        let client = http_client(true, None).unwrap();
         let url = check_url(&format!("http://{addr}/hook"), true).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 3).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            3,
+        )
+        .await;
         assert!(d.succeeded(), "{d:?}");
         assert_eq!(
             (d.status, d.attempt, d.event_id),
@@ -1094,9 +1348,17 @@ mod http_tests {
     #[tokio::test]
     async fn failures_are_recorded_with_their_cause() {
         let (addr, _) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
-        let client = http_client(true).unwrap();
+        let client = http_client(true, None).unwrap();
         let url = check_url(&format!("http://{addr}/hook"), true).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 1).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            1,
+        )
+        .await;
         assert!(!d.succeeded());
         assert_eq!(d.status, Some(500));
         assert!(
@@ -1109,7 +1371,15 @@ mod http_tests {
         let port = closed.local_addr().unwrap().port();
         drop(closed);
         let url = check_url(&format!("http://127.0.0.1:{port}/hook"), true).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 1).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            1,
+        )
+        .await;
         assert_eq!(d.status, None);
         assert!(d.error.is_some());
     }
@@ -1117,12 +1387,20 @@ mod http_tests {
     #[tokio::test]
     async fn names_resolving_to_private_addresses_are_refused() {
         let (addr, seen) = receiver(StatusCode::OK).await;
-        let client = http_client(false).unwrap();
+        let client = http_client(false, None).unwrap();
         // check_url refuses "localhost" by name; a name that resolves to loopback is caught
         // by the resolver. `localhost.` would be refused too, so go through the resolver
         // directly with a URL that skips check_url.
         let url = Url::parse(&format!("http://localhost:{}/hook", addr.port())).unwrap();
-        let d = post_event(&client, url, "whsec_k", &event(), 1).await;
+        let d = post_event(
+            &client,
+            url,
+            "whsec_k",
+            &event(),
+            &EventView::from(&event()),
+            1,
+        )
+        .await;
         assert_eq!(d.status, None, "{d:?}");
         assert!(
             d.error
@@ -1131,5 +1409,21 @@ mod http_tests {
             "{d:?}"
         );
         assert!(seen.lock().unwrap().is_empty());
+    }
+
+    /// Issue 8 item 15: through a configured proxy, the target's name is resolved and judged
+    /// here (the proxy would otherwise resolve it unchecked); unresolvable names fail closed.
+    #[tokio::test]
+    async fn a_proxied_target_name_is_resolved_and_judged() {
+        for name in ["localhost", "hooks.invalid"] {
+            let url = Url::parse(&format!("http://{name}:8080/hook")).unwrap();
+            assert!(
+                check_proxied_host(&url, false).await.is_err(),
+                "{name} is refused"
+            );
+            assert!(check_proxied_host(&url, true).await.is_ok());
+        }
+        let url = Url::parse("http://93.184.216.34/hook").unwrap();
+        assert!(check_proxied_host(&url, false).await.is_ok());
     }
 }

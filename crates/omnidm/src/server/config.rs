@@ -31,6 +31,9 @@ pub struct Config {
     pub allow_private_webhooks: bool,
     /// First webhook retry delay (doubles per consecutive failure, capped at 1 h).
     pub webhook_retry_base: Duration,
+    /// The proxy webhook deliveries go through (`[api] webhook_proxy`,
+    /// `OMNIDM_API_WEBHOOK_PROXY`); proxies from `HTTP_PROXY` & co. are never used for them.
+    pub webhook_proxy: Option<String>,
 }
 
 /// The OMA DM device endpoint.
@@ -92,6 +95,7 @@ struct FileApi {
     listen: Option<SocketAddr>,
     allow_private_webhooks: Option<bool>,
     webhook_retry_base_ms: Option<u64>,
+    webhook_proxy: Option<String>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -175,6 +179,18 @@ impl Config {
             })?,
             None => api_file.webhook_retry_base_ms.unwrap_or(1000),
         };
+        let webhook_proxy = env("OMNIDM_API_WEBHOOK_PROXY")
+            .or(api_file.webhook_proxy)
+            .filter(|p| !p.trim().is_empty());
+        if let Some(p) = &webhook_proxy
+            && !["http://", "https://", "socks5://", "socks5h://"]
+                .iter()
+                .any(|scheme| p.starts_with(scheme))
+        {
+            anyhow::bail!(
+                "webhook proxy {p:?}: give a URL (http://host:port, https://…, socks5://…)"
+            );
+        }
         let api_listen = match (overrides.api_listen, env("OMNIDM_API_LISTEN")) {
             (Some(a), _) => a,
             (None, Some(v)) => parse_addr("OMNIDM_API_LISTEN", v)?,
@@ -211,6 +227,7 @@ impl Config {
                 .or(file.push.and_then(|p| p.gateway_url)),
             allow_private_webhooks,
             webhook_retry_base: Duration::from_millis(webhook_retry_base_ms.max(1)),
+            webhook_proxy,
         })
     }
 }
@@ -306,6 +323,27 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("fragile"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 8 item 15: webhooks use a proxy only when the operator names one; it must be a URL.
+    #[test]
+    fn the_webhook_proxy_is_explicit_and_checked() {
+        assert_eq!(load(Overrides::default(), &[]).unwrap().webhook_proxy, None);
+        let c = load(
+            Overrides::default(),
+            &[("OMNIDM_API_WEBHOOK_PROXY", "http://proxy.internal:3128")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhook_proxy.as_deref(),
+            Some("http://proxy.internal:3128")
+        );
+        let err = load(
+            Overrides::default(),
+            &[("OMNIDM_API_WEBHOOK_PROXY", "proxy.internal:3128")],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("webhook proxy"), "{err:#}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         allow_private_webhooks: config.allow_private_webhooks,
         dm_server_id: config.dm.server_id.clone(),
         webhook_retry_base: config.webhook_retry_base,
+        webhook_proxy: config.webhook_proxy.clone(),
         ..omnidm_api::ApiOptions::default()
     };
     let (wsi, wsi_tasks) = omnidm_api::Api::start(store.clone(), api_options, stop_rx.clone())

@@ -165,11 +165,30 @@ pub async fn run_events(client: &Client, cmd: EventsCommand) -> anyhow::Result<(
             device,
             limit,
         } => {
-            let q = Query::new()
+            let mut q = Query::new()
                 .opt("after", after)
                 .list("type", &types)
                 .opt("device", device);
-            let mut events = client.get_all(&["events"], &q, "after", "events").await?;
+            // The event log always answers a `next_cursor` (it is a log that grows), and a
+            // page may be empty although more follows (one call examines a bounded stretch of
+            // the log): read until the cursor stops moving, i.e. the newest event is reached.
+            let mut events = Vec::new();
+            let mut cursor = after.unwrap_or(0).to_string();
+            loop {
+                let page = client.get(&["events"], &q).await?;
+                let (mut items, next) = super::split_page(page)?;
+                events.append(&mut items);
+                if limit.is_some_and(|n| events.len() >= n) {
+                    break;
+                }
+                match next {
+                    Some(next) if next != cursor => {
+                        q = q.with("after", &next);
+                        cursor = next;
+                    }
+                    _ => break,
+                }
+            }
             if let Some(n) = limit {
                 events.truncate(n);
             }
