@@ -31,6 +31,9 @@ pub struct Config {
     pub allow_private_webhooks: bool,
     /// First webhook retry delay (doubles per consecutive failure, capped at 1 h).
     pub webhook_retry_base: Duration,
+    /// `[api] max_key_lifetime_secs`: the longest an application's API key may live (keys
+    /// asked for without expiry or with a later one expire then). `None`: no cap.
+    pub max_key_lifetime: Option<Duration>,
 }
 
 /// The OMA DM device endpoint.
@@ -92,6 +95,7 @@ struct FileApi {
     listen: Option<SocketAddr>,
     allow_private_webhooks: Option<bool>,
     webhook_retry_base_ms: Option<u64>,
+    max_key_lifetime_secs: Option<u64>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -175,6 +179,15 @@ impl Config {
             })?,
             None => api_file.webhook_retry_base_ms.unwrap_or(1000),
         };
+        let max_key_lifetime_secs = match env("OMNIDM_API_MAX_KEY_LIFETIME_SECS") {
+            Some(v) => Some(v.parse::<u64>().with_context(|| {
+                format!("OMNIDM_API_MAX_KEY_LIFETIME_SECS={v:?} is not a number of seconds")
+            })?),
+            None => api_file.max_key_lifetime_secs,
+        };
+        if max_key_lifetime_secs == Some(0) {
+            bail!("max_key_lifetime_secs must be at least 1 (omit it for no cap)");
+        }
         let api_listen = match (overrides.api_listen, env("OMNIDM_API_LISTEN")) {
             (Some(a), _) => a,
             (None, Some(v)) => parse_addr("OMNIDM_API_LISTEN", v)?,
@@ -211,6 +224,7 @@ impl Config {
                 .or(file.push.and_then(|p| p.gateway_url)),
             allow_private_webhooks,
             webhook_retry_base: Duration::from_millis(webhook_retry_base_ms.max(1)),
+            max_key_lifetime: max_key_lifetime_secs.map(Duration::from_secs),
         })
     }
 }
