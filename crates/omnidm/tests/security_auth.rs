@@ -186,6 +186,27 @@ fn an_event_stream_ends_when_its_key_is_revoked_disabled_or_expired() {
     assert!(took.is_some(), "the stream outlived its key");
     assert!(total < Duration::from_secs(3 + 5 + 2), "expired: {total:?}");
     println!("stream of a 3 s key ended {total:?} after it was opened");
+
+    // Revoked through another node (a second server on the same database): within the
+    // re-check interval.
+    let node2 = Server::start_env(&data, &[], &[("OMNIDM_NODE_ID", "node2")]);
+    let far = api.app("far");
+    let mut stream = open_stream(api.addr, &far);
+    let r = call(
+        node2.api,
+        "DELETE",
+        &format!("/api/v1/apps/far/keys/{}", key_id(&far)),
+        Some(&api.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let took = stream_end(&mut stream, Duration::from_secs(15));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(5 + 2)),
+        "revoked elsewhere: {took:?}"
+    );
+    println!("stream ended {took:?} after its key was revoked through another node");
+    node2.stop();
     server.stop();
 }
 
