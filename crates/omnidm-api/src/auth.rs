@@ -215,10 +215,23 @@ fn verify_phc(phc: &str, secret: &[u8], memory: &mut Vec<Block>) -> bool {
     let Some(mem) = memory.get_mut(..blocks) else {
         return false;
     };
-    Argon2::new(algorithm, version, params)
+    let ok = Argon2::new(algorithm, version, params)
         .hash_password_into_with_memory(secret, salt, &mut out, mem)
         .is_ok()
-        && bool::from(out.ct_eq(expected.as_bytes()))
+        && bool::from(out.ct_eq(expected.as_bytes()));
+    // Keep what current keys need, not what the largest old hash once asked for.
+    let usual = Params::new(
+        KEY_HASH_PARAMS.0,
+        KEY_HASH_PARAMS.1,
+        KEY_HASH_PARAMS.2,
+        None,
+    )
+    .map_or(0, |p| p.block_count());
+    if memory.len() > usual {
+        memory.truncate(usual);
+        memory.shrink_to_fit();
+    }
+    ok
 }
 
 /// The hash unknown key ids are verified against: a random secret with [`KEY_HASH_PARAMS`].
@@ -580,10 +593,13 @@ impl KeyCache {
         }
 
         // 4. The same work whether the key exists or not.
-        let key = store
-            .get_key(&key_id)
-            .await
-            .map_err(|e| (ApiError::from(e), Some(key_id.clone())))?;
+        let key = match store.get_key(&key_id).await {
+            Ok(key) => key,
+            Err(e) => {
+                self.refund(&key_id, client);
+                return Err((ApiError::from(e), Some(key_id)));
+            }
+        };
         let verified = self
             .verifier
             .verify(key.as_ref().map(|k| k.hash.clone()), secret)
