@@ -51,7 +51,7 @@ impl From<RoleDto> for Role {
 }
 
 /// An application.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AppView {
     /// Id (slug).
     pub id: String,
@@ -144,7 +144,7 @@ mod double_option {
 }
 
 /// An API key as listed (never the secret).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeyView {
     /// Public id (the part after `omk_`).
     pub id: String,
@@ -176,8 +176,27 @@ pub struct NewKeyView {
     /// The key record.
     #[serde(flatten)]
     pub info: KeyView,
-    /// The key itself: send as `Authorization: Bearer <key>`. Not retrievable later.
-    pub key: String,
+    /// The key itself: send as `Authorization: Bearer <key>`. Shown once: absent when the
+    /// response is a replay of an earlier request with the same `Idempotency-Key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Only in a replay: why `key` is absent (keys are shown once and never stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_withheld: Option<String>,
+}
+
+impl NewKeyView {
+    /// The same record without the key text, as stored for `Idempotency-Key` replays.
+    pub fn withheld(&self) -> NewKeyView {
+        NewKeyView {
+            info: self.info.clone(),
+            key: None,
+            key_withheld: Some(format!(
+                "this is a replay of an earlier request with the same Idempotency-Key: the key was shown once, in the first response, and is not stored; if it was lost, revoke key {} and create another",
+                self.info.id
+            )),
+        }
+    }
 }
 
 /// Creates a key.

@@ -1,12 +1,13 @@
 //! Shared state of the API and the request pipeline (authentication, limits, audit).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use omnidm_core::{EventId, NewAudit, WsiStore};
@@ -35,6 +36,10 @@ pub struct ApiOptions {
     /// The proxy webhook deliveries go through (`http://host:port`); `None`: direct, and
     /// proxies from the environment are ignored.
     pub webhook_proxy: Option<String>,
+    /// Longest lifetime of an application's key (`[api] max_key_lifetime_secs`): keys asked
+    /// for without expiry, or with a later one, expire then. `None`: no cap. Admin keys are
+    /// not capped.
+    pub max_key_lifetime: Option<std::time::Duration>,
 }
 
 impl Default for ApiOptions {
@@ -47,6 +52,7 @@ impl Default for ApiOptions {
             dm_server_id: "omnidm".into(),
             webhook_retry_base: std::time::Duration::from_secs(1),
             webhook_proxy: None,
+            max_key_lifetime: None,
         }
     }
 }
@@ -133,8 +139,30 @@ impl<S: WsiStore> Api<S> {
 }
 
 /// Every request: authenticate, admit (rate limit, quota), run, audit.
-async fn guard<S: WsiStore>(State(api): State<Api<S>>, mut req: Request, next: Next) -> Response {
+///
+/// The client address (for the failed-authentication limits) comes from the connection when
+/// the server provides it (`into_make_service_with_connect_info`); without it, only the per-key
+/// limits apply. Every answer gets `X-Content-Type-Options: nosniff` and, unless the handler
+/// chose otherwise, `Cache-Control: no-store`: API answers are per caller and some carry
+/// secrets (keys, webhook signing secrets).
+async fn guard<S: WsiStore>(State(api): State<Api<S>>, req: Request, next: Next) -> Response {
+    let mut response = guarded(api, req, next).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn guarded<S: WsiStore>(api: Api<S>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let at = now();
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -146,14 +174,14 @@ async fn guard<S: WsiStore>(State(api): State<Api<S>>, mut req: Request, next: N
     let (response, app_id, key_id) = match api
         .shared
         .keys
-        .authenticate(&api.store, header.as_deref(), at)
+        .authenticate(&api.store, header.as_deref(), client, at)
         .await
     {
         Err((e, key)) => (e.into_response(), None, key.map(|k| k.0)),
         Ok(caller) => {
             let app_id = caller.app.id.clone();
             let key_id = caller.key_id.0.clone();
-            match api.shared.limiter.admit(&caller.app, at) {
+            match api.shared.limiter.admit(&api.store, &caller.app, at).await {
                 Err(e) => (e.into_response(), Some(app_id), Some(key_id)),
                 Ok(()) => {
                     req.extensions_mut().insert(caller);

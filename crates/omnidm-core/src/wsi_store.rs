@@ -41,7 +41,8 @@ pub struct IdempotentResponse {
 pub trait WsiStore: Store {
     // --- applications and keys -------------------------------------------------------------
 
-    /// Creates an application. [`StoreError::Conflict`] if the id exists.
+    /// Creates an application. [`StoreError::Conflict`] if the id exists or existed (ids of
+    /// deleted applications are never reused).
     fn create_app(&self, app: &Application) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The application, if it exists.
     fn get_app(
@@ -53,8 +54,14 @@ pub trait WsiStore: Store {
     /// Replaces an application's mutable fields. [`StoreError::NotFound`] if absent.
     fn update_app(&self, app: &Application) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes an application with its keys, grants and subscriptions (its records in the
-    /// event, charging and audit logs stay). False if absent.
-    fn delete_app(&self, id: &AppId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// event, charging and audit logs stay) and leaves a tombstone: its id is never given to
+    /// another application ([`create_app`](Self::create_app) answers
+    /// [`StoreError::Conflict`]). False if absent.
+    fn delete_app(
+        &self,
+        id: &AppId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// True when no application exists (first start).
     fn has_apps(&self) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -271,6 +278,14 @@ pub trait WsiStore: Store {
         before: Option<u64>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// How many requests of `app` the audit log holds at or after `since` that were admitted
+    /// (every status but 429): the basis of daily quotas that survive restarts.
+    fn count_admitted_requests(
+        &self,
+        app: &AppId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The stored response for (`app`, `key`), if any and younger than 24 h at `now`.
     fn get_idempotent(

@@ -259,8 +259,8 @@ impl WsiStore for AnyStore {
     async fn update_app(&self, app: &Application) -> Result<(), StoreError> {
         dispatch!(self.update_app(app))
     }
-    async fn delete_app(&self, id: &AppId) -> Result<bool, StoreError> {
-        dispatch!(self.delete_app(id))
+    async fn delete_app(&self, id: &AppId, now: Timestamp) -> Result<bool, StoreError> {
+        dispatch!(self.delete_app(id, now))
     }
     async fn has_apps(&self) -> Result<bool, StoreError> {
         dispatch!(self.has_apps())
@@ -450,6 +450,13 @@ impl WsiStore for AnyStore {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         dispatch!(self.list_audit(filter, before, limit))
+    }
+    async fn count_admitted_requests(
+        &self,
+        app: &AppId,
+        since: Timestamp,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.count_admitted_requests(app, since))
     }
     async fn get_idempotent(
         &self,

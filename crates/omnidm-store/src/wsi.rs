@@ -741,6 +741,17 @@ async fn cancel_job_tx(conn: &mut Conn, id: JobId, now: Timestamp) -> Result<u64
 
 impl WsiStore for ThisStore {
     async fn create_app(&self, app: &Application) -> Result<(), StoreError> {
+        let what = format!("application {}", app.id);
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // A deleted application's id stays taken (its records in the logs keep it).
+        let tombstone = sqlx::query("SELECT 1 AS one FROM deleted_apps WHERE id = $1")
+            .bind(app.id.as_str().to_owned())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if tombstone.is_some() {
+            return Err(StoreError::Conflict(what));
+        }
         sqlx::query(&format!(
             "INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
@@ -752,10 +763,10 @@ impl WsiStore for ThisStore {
         .bind(app.disabled)
         .bind(app.created_at.millis())
         .bind(app.updated_at.millis())
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await
-        .map_err(|e| db_keyed(e, &format!("application {}", app.id), "application"))?;
-        Ok(())
+        .map_err(|e| db_keyed(e, &what, "application"))?;
+        tx.commit().await.map_err(db)
     }
 
     async fn get_app(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
@@ -796,15 +807,30 @@ impl WsiStore for ThisStore {
         Ok(())
     }
 
-    async fn delete_app(&self, id: &AppId) -> Result<bool, StoreError> {
+    async fn delete_app(&self, id: &AppId, now: Timestamp) -> Result<bool, StoreError> {
         // Keys, grants, subscriptions (with their deliveries) and idempotency records
-        // cascade; jobs and the logs keep the id as plain text.
+        // cascade; jobs and the logs keep the id as plain text, and the tombstone keeps any
+        // later application from taking it.
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query("DELETE FROM apps WHERE id = $1")
             .bind(id.as_str().to_owned())
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO deleted_apps (id, deleted_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str().to_owned())
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn has_apps(&self) -> Result<bool, StoreError> {
@@ -1507,6 +1533,27 @@ impl WsiStore for ThisStore {
             .push_bind(page_limit(limit));
         let rows = qb.build().fetch_all(self.reader()).await.map_err(db)?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn count_admitted_requests(
+        &self,
+        app: &AppId,
+        since: Timestamp,
+    ) -> Result<u64, StoreError> {
+        // The id range of the period comes from the `at` index; the app's rows in it from the
+        // (app_id, id) index. Ids follow `at` up to one audit batch (well under a second).
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit WHERE app_id = $1 AND status <> 429 \
+             AND id >= (SELECT COALESCE(MIN(id), 0) FROM audit WHERE at >= $2) \
+             AND EXISTS (SELECT 1 FROM audit WHERE at >= $2)",
+        )
+        .bind(app.as_str().to_owned())
+        .bind(since.millis())
+        .fetch_one(self.reader())
+        .await
+        .map_err(db)?;
+        let n: i64 = get(&row, "n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn get_idempotent(

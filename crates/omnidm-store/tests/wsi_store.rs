@@ -246,8 +246,13 @@ async fn apps_and_keys(b: &Backend) {
         Err(StoreError::NotFound(_))
     ));
 
-    assert!(s.delete_app(&aid("acme")).await.unwrap());
-    assert!(!s.delete_app(&aid("acme")).await.unwrap());
+    assert!(s.delete_app(&aid("acme"), t(30)).await.unwrap());
+    assert!(!s.delete_app(&aid("acme"), t(30)).await.unwrap());
+    // Issue 8 item 12: a deleted application's id is never reused.
+    assert!(matches!(
+        s.create_app(&app("acme")).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(
         s.get_key(&KeyId("k2".into())).await.unwrap(),
         None,
@@ -409,7 +414,7 @@ async fn grants_cascade(b: &Backend) {
         "group deletion cascades"
     );
     assert_eq!(s.get_grant(g3.id).await.unwrap(), None);
-    assert!(s.delete_app(&aid("acme")).await.unwrap());
+    assert!(s.delete_app(&aid("acme"), t(30)).await.unwrap());
     assert_eq!(
         s.get_grant(g2.id).await.unwrap(),
         None,
@@ -1105,7 +1110,7 @@ async fn subscriptions_and_deliveries(b: &Backend) {
     assert!(!s.delete_subscription(sub.id).await.unwrap());
     assert!(s.list_deliveries(sub.id, 0).await.unwrap().is_empty());
     let again = s.create_subscription(&spec, t(2)).await.unwrap();
-    assert!(s.delete_app(&aid("acme")).await.unwrap());
+    assert!(s.delete_app(&aid("acme"), t(30)).await.unwrap());
     assert_eq!(s.get_subscription(again.id).await.unwrap(), None, "cascade");
     s.close().await;
 }
@@ -1172,6 +1177,29 @@ async fn audit_paging(b: &Backend) {
         ..Default::default()
     };
     assert_eq!(s.list_audit(&window, None, 0).await.unwrap().len(), 2);
+
+    // Issue 8 item 14: the day's admitted requests of an application (429s do not count).
+    let mut throttled = entry(8, Some("acme"), "denied");
+    throttled.status = 429;
+    s.append_audit(&[throttled]).await.unwrap();
+    assert_eq!(
+        s.count_admitted_requests(&aid("acme"), t(2)).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        s.count_admitted_requests(&aid("acme"), t(0)).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        s.count_admitted_requests(&aid("beta"), t(0)).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        s.count_admitted_requests(&aid("acme"), t(100))
+            .await
+            .unwrap(),
+        0
+    );
     s.close().await;
 }
 

@@ -109,21 +109,58 @@ fn expiry(now: Timestamp, secs: Option<u64>) -> ApiResult<Option<Timestamp>> {
     .transpose()
 }
 
+/// Most active (not revoked, not expired) keys an application may hold.
+pub(crate) const MAX_ACTIVE_KEYS: usize = 20;
+
+/// Mints and stores a key for `app` at the caller's request. Its expiry is the earliest of
+/// what was asked, the operator's `max_key_lifetime` (application keys) and — when an
+/// application makes a key for itself — the expiry of the key it authenticated with, so a
+/// short-lived key cannot mint a longer-lived one.
 async fn new_key<S: WsiStore>(
     api: &Api<S>,
-    app: &AppId,
+    caller: &Caller,
+    app: &Application,
     expires_in: Option<u64>,
 ) -> ApiResult<NewKeyView> {
     let t = now();
-    let expires_at = expiry(t, expires_in)?;
-    let app = app.clone();
-    let minted = tokio::task::spawn_blocking(move || mint_key(&app, t, expires_at))
+    let mut expires_at = expiry(t, expires_in)?;
+    let earliest = |a: Option<Timestamp>, cap: Timestamp| Some(a.map_or(cap, |a| a.min(cap)));
+    if app.role == Role::Application
+        && let Some(max) = api.shared.options.max_key_lifetime
+    {
+        let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        expires_at = earliest(expires_at, t.plus_millis(max_ms));
+    }
+    if caller.app.id == app.id
+        && let Some(limit) = caller.key_expires_at
+    {
+        expires_at = earliest(expires_at, limit);
+    }
+    let active = api
+        .store
+        .list_keys(&app.id)
+        .await?
+        .iter()
+        .filter(|k| k.is_active(t))
+        .count();
+    if active >= MAX_ACTIVE_KEYS {
+        return Err(ApiError::new(
+            crate::problem::Kind::Conflict,
+            format!(
+                "application {} has {active} active keys, the most allowed is {MAX_ACTIVE_KEYS}; revoke one first",
+                app.id
+            ),
+        ));
+    }
+    let id = app.id.clone();
+    let minted = tokio::task::spawn_blocking(move || mint_key(&id, t, expires_at))
         .await
         .map_err(|e| ApiError::new(crate::problem::Kind::Internal, e.to_string()))??;
     api.store.create_key(&minted.record).await?;
     Ok(NewKeyView {
         info: KeyView::from(&minted.record),
-        key: minted.text,
+        key: Some(minted.text),
+        key_withheld: None,
     })
 }
 
@@ -142,7 +179,9 @@ async fn me<S: WsiStore>(
     }))
 }
 
-/// Creates an application and its first key (admin). The key is in the response, once.
+/// Creates an application and its first key (admin). The key is in the response, once (a
+/// replay with the same `Idempotency-Key` withholds it). Ids of deleted applications are never
+/// reused (409).
 #[utoipa::path(post, path = "/api/v1/apps", tag = "applications", request_body = CreateApp,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe submission key")),
     responses((status = 201, body = CreatedApp, headers(("Location" = String))), (status = 400, body = Problem),
@@ -173,14 +212,31 @@ async fn create_app<S: WsiStore>(
         created_at: t,
         updated_at: t,
     };
-    api.store.create_app(&app).await?;
-    let key = new_key(&api, &id, req.key_expires_in).await?;
+    api.store.create_app(&app).await.map_err(|e| match e {
+        omnidm_core::StoreError::Conflict(_) => ApiError::new(
+            crate::problem::Kind::Conflict,
+            format!(
+                "application {id} exists or existed: application ids are never reused (a deleted application's operations, results and charging records keep its id); choose another id"
+            ),
+        ),
+        e => ApiError::from(e),
+    })?;
+    let key = new_key(&api, &caller, &app, req.key_expires_in).await?;
+    let stored = CreatedApp {
+        app: AppView::from(&app),
+        key: key.withheld(),
+    };
     let body = CreatedApp {
         app: AppView::from(&app),
         key,
     };
-    idem.finish(&api, &caller, created(&format!("/api/v1/apps/{id}"), &body))
-        .await
+    let location = format!("/api/v1/apps/{id}");
+    idem.finish(
+        &api,
+        &caller,
+        created(&location, &body).replayed_as(&stored),
+    )
+    .await
 }
 
 /// Lists applications (admin).
@@ -274,7 +330,7 @@ async fn delete_app<S: WsiStore>(
             "an application cannot delete itself",
         ));
     }
-    if !api.store.delete_app(&id).await? {
+    if !api.store.delete_app(&id, now()).await? {
         return Err(ApiError::not_found(format!("application {id}")));
     }
     api.shared.keys.forget_app(&id);
@@ -283,6 +339,12 @@ async fn delete_app<S: WsiStore>(
 }
 
 /// Creates a key (admin, or the application itself: rotation is create + revoke).
+///
+/// A key an application creates for itself never outlives the key it authenticated with
+/// (its expiry is capped to that key's); the operator's `max_key_lifetime` caps every
+/// application key; an application holds at most 20 active keys (409 beyond). The key text is
+/// in this response only: a replay with the same `Idempotency-Key` answers the same record
+/// with `key` absent and `key_withheld` saying why.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/keys", tag = "applications", request_body = CreateKey,
     params(("app" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = NewKeyView, headers(("Location" = String))), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -296,9 +358,14 @@ async fn create_key<S: WsiStore>(
     if let Some(replay) = idem.replay(&api, &caller).await? {
         return Ok(replay);
     }
-    let key = new_key(&api, &app.id, req.expires_in).await?;
+    let key = new_key(&api, &caller, &app, req.expires_in).await?;
     let location = format!("/api/v1/apps/{}/keys/{}", app.id, key.info.id);
-    idem.finish(&api, &caller, created(&location, &key)).await
+    idem.finish(
+        &api,
+        &caller,
+        created(&location, &key).replayed_as(&key.withheld()),
+    )
+    .await
 }
 
 /// Lists an application's keys (never the secrets).

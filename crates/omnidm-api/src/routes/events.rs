@@ -47,6 +47,12 @@ const MAX_SCAN: u64 = 5_000;
 /// Keep-alive comment interval of the SSE stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How often an open SSE stream re-reads its key and application from the store; it ends when
+/// the key is revoked or expired or the application disabled or deleted. Revocations and
+/// application changes made through this node are checked at once, and an expiring key is
+/// checked at its expiry.
+pub(crate) const STREAM_RECHECK: Duration = Duration::from_secs(5);
+
 /// An event as the API shows it (list, SSE `data:`, webhook body).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventView {
@@ -271,12 +277,48 @@ struct Follow<S> {
     cursor: EventId,
     pending: VecDeque<EventView>,
     newest: watch::Receiver<EventId>,
+    /// Changes when a key is revoked or an application changes on this node.
+    key_changes: watch::Receiver<u64>,
+    /// When the caller's key is re-checked next.
+    next_check: tokio::time::Instant,
 }
 
 impl<S: WsiStore> Follow<S> {
-    /// The next visible event; waits for new events; `None` when the server stops.
+    /// When to re-check the key after one check: [`STREAM_RECHECK`] later, or at the key's
+    /// expiry if that comes first.
+    fn schedule_check(&mut self) {
+        let mut wait = STREAM_RECHECK;
+        if let Some(exp) = self.caller.key_expires_at {
+            let left = exp.millis().saturating_sub(crate::wire::now().millis());
+            wait = wait.min(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+        }
+        self.next_check = tokio::time::Instant::now() + wait;
+    }
+
+    /// False when the caller's key no longer works (revoked, expired, application disabled
+    /// or deleted). A store error keeps the stream (checked again later).
+    async fn key_still_valid(&mut self) -> bool {
+        let valid = self
+            .api
+            .shared
+            .keys
+            .still_valid(&self.api.store, &self.caller, crate::wire::now())
+            .await;
+        self.schedule_check();
+        if valid == Some(false) {
+            tracing::info!(app = %self.caller.app.id, key = %self.caller.key_id, "event stream ended: its key was revoked or expired, or its application disabled");
+            return false;
+        }
+        true
+    }
+
+    /// The next visible event; waits for new events; `None` when the server stops or the
+    /// caller's key stops working.
     async fn next(&mut self) -> Option<EventView> {
         loop {
+            if tokio::time::Instant::now() >= self.next_check && !self.key_still_valid().await {
+                return None;
+            }
             if let Some(e) = self.pending.pop_front() {
                 return Some(e);
             }
@@ -293,9 +335,21 @@ impl<S: WsiStore> Follow<S> {
                     }
                 }
             }
-            // Nothing new: wait for the poller (it stops with the server).
-            if self.newest.changed().await.is_err() {
-                return None;
+            // Nothing new: wait for the poller (it stops with the server), a key change on
+            // this node, or the next key check.
+            tokio::select! {
+                changed = self.newest.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                changed = self.key_changes.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    self.next_check = tokio::time::Instant::now();
+                }
+                () = tokio::time::sleep_until(self.next_check) => {}
             }
         }
     }
@@ -338,6 +392,9 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 /// JSON as `GET /events`. Resume after a disconnect with the `Last-Event-ID` header (browsers
 /// send it automatically) or `?after=`; nothing is missed. Without either, the stream starts
 /// with the next new event. A comment line is sent every 15 s to keep proxies from timing out.
+/// The stream ends when the key it was opened with stops working (revoked, expired, its
+/// application disabled or deleted): at once for changes made through this server, otherwise
+/// within 5 s; reconnecting then gets 401.
 /// The same filters and visibility rules as `GET /events` apply.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(EventQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id")),
@@ -358,14 +415,18 @@ async fn stream_events<S: WsiStore>(
         (None, Some(a)) => EventId(a),
         (None, None) => *newest.borrow(),
     };
-    let follow = Follow {
+    let key_changes = api.shared.keys.changes();
+    let mut follow = Follow {
         api,
         caller,
         filter,
         cursor: after,
         pending: VecDeque::new(),
         newest,
+        key_changes,
+        next_check: tokio::time::Instant::now(),
     };
+    follow.schedule_check();
     Ok(Sse::new(sse_stream(follow))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())

@@ -3,6 +3,10 @@
 //! different request is refused with 422. Two concurrent first attempts with one key may both
 //! run (the first stored response wins); clients retry after a response or a timeout, which
 //! this covers.
+//!
+//! A response that carries a key is stored without it ([`Reply::replayed_as`]): keys are shown
+//! once, so a replay answers the same status and record with the key text withheld and a
+//! `key_withheld` note saying why.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -95,6 +99,17 @@ pub(crate) struct Reply {
     status: StatusCode,
     location: Option<String>,
     body: String,
+    /// What a replay shows instead of `body`, when the body carries a secret that is shown
+    /// once and must never be stored (API keys).
+    stored: Option<String>,
+}
+
+impl Reply {
+    /// Stores `body` for replays instead of the response's own body (which carries a secret).
+    pub(crate) fn replayed_as<T: Serialize>(mut self, body: &T) -> Reply {
+        self.stored = Some(serde_json::to_string(body).unwrap_or_default());
+        self
+    }
 }
 
 /// `201 Created` with `Location`.
@@ -108,6 +123,7 @@ pub(crate) fn reply<T: Serialize>(status: StatusCode, location: Option<&str>, bo
         status,
         location: location.map(str::to_owned),
         body: serde_json::to_string(body).unwrap_or_default(),
+        stored: None,
     }
 }
 
@@ -167,7 +183,7 @@ impl Idempotent {
                 request_hash: self.request_hash.clone(),
                 status: reply.status.as_u16(),
                 location: reply.location.clone(),
-                body: reply.body.clone(),
+                body: reply.stored.clone().unwrap_or_else(|| reply.body.clone()),
                 created_at: now(),
             };
             if let Err(e) = api.store.put_idempotent(&caller.app.id, key, &stored).await {

@@ -34,6 +34,9 @@ pub struct Config {
     /// The proxy webhook deliveries go through (`[api] webhook_proxy`,
     /// `OMNIDM_API_WEBHOOK_PROXY`); proxies from `HTTP_PROXY` & co. are never used for them.
     pub webhook_proxy: Option<String>,
+    /// `[api] max_key_lifetime_secs`: the longest an application's API key may live (keys
+    /// asked for without expiry or with a later one expire then). `None`: no cap.
+    pub max_key_lifetime: Option<Duration>,
 }
 
 /// The OMA DM device endpoint.
@@ -96,6 +99,7 @@ struct FileApi {
     allow_private_webhooks: Option<bool>,
     webhook_retry_base_ms: Option<u64>,
     webhook_proxy: Option<String>,
+    max_key_lifetime_secs: Option<u64>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -191,6 +195,15 @@ impl Config {
                 "webhook proxy {p:?}: give a URL (http://host:port, https://…, socks5://…)"
             );
         }
+        let max_key_lifetime_secs = match env("OMNIDM_API_MAX_KEY_LIFETIME_SECS") {
+            Some(v) => Some(v.parse::<u64>().with_context(|| {
+                format!("OMNIDM_API_MAX_KEY_LIFETIME_SECS={v:?} is not a number of seconds")
+            })?),
+            None => api_file.max_key_lifetime_secs,
+        };
+        if max_key_lifetime_secs == Some(0) {
+            bail!("max_key_lifetime_secs must be at least 1 (omit it for no cap)");
+        }
         let api_listen = match (overrides.api_listen, env("OMNIDM_API_LISTEN")) {
             (Some(a), _) => a,
             (None, Some(v)) => parse_addr("OMNIDM_API_LISTEN", v)?,
@@ -228,6 +241,7 @@ impl Config {
             allow_private_webhooks,
             webhook_retry_base: Duration::from_millis(webhook_retry_base_ms.max(1)),
             webhook_proxy,
+            max_key_lifetime: max_key_lifetime_secs.map(Duration::from_secs),
         })
     }
 }

@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dm_server_id: config.dm.server_id.clone(),
         webhook_retry_base: config.webhook_retry_base,
         webhook_proxy: config.webhook_proxy.clone(),
+        max_key_lifetime: config.max_key_lifetime,
         ..omnidm_api::ApiOptions::default()
     };
     let (wsi, wsi_tasks) = omnidm_api::Api::start(store.clone(), api_options, stop_rx.clone())
@@ -109,8 +110,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let api_server =
-        axum::serve(api_listener, api).with_graceful_shutdown(stopped(stop_rx.clone()));
+    // With the peer address: the WSI limits failed authentications per client address.
+    let api_server = axum::serve(
+        api_listener,
+        api.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
     let dm_server =
         axum::serve(dm_listener, dm_routes).with_graceful_shutdown(stopped(stop_rx.clone()));
     let sweeper = {
