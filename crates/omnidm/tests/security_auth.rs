@@ -291,7 +291,13 @@ fn a_replayed_key_creation_never_shows_the_key_again() {
             continue;
         };
         for k in [&app_key, &second_key] {
-            let secret = k.rsplit_once('_').unwrap().1;
+            // `omk_<id>_<secret>`: ids carry no `_`, secrets (base64url) may.
+            let secret = k
+                .strip_prefix("omk_")
+                .and_then(|rest| rest.split_once('_'))
+                .unwrap()
+                .1;
+            assert!(secret.len() >= 40, "{k}");
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "{} holds a key secret",
@@ -671,5 +677,43 @@ fn security_headers_on_the_docs_page_and_on_secrets() {
         assert_eq!(r.headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(r.headers["cache-control"], "no-store", "{path}");
     }
+    server.stop();
+}
+
+/// Issue 8 item 5, the rest of its kind: a webhook's signing secret is shown once too; a
+/// replay of its creation with the same `Idempotency-Key` shows the subscription without it.
+#[test]
+fn a_replayed_webhook_creation_never_shows_the_secret_again() {
+    let data = DataDir::new("sec-idem-hook");
+    let server = Server::start_with(&data, &["--allow-private-webhooks"]);
+    let api = Api::new(&server, &data);
+    let body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["device.seen"]});
+    let create = || {
+        call_h(
+            api.addr,
+            "POST",
+            "/api/v1/webhooks",
+            Some(&api.admin),
+            &[("Idempotency-Key", "hook-1")],
+            Some(&body),
+        )
+    };
+    let first = create();
+    assert_eq!(first.status, 201, "{}", first.raw);
+    let secret = first.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{}", first.raw);
+    let again = create();
+    assert_eq!(again.status, 201, "{}", again.raw);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert!(!again.raw.contains(&secret), "{}", again.raw);
+    assert!(
+        again.body["secret_withheld"]
+            .as_str()
+            .unwrap()
+            .contains("shown once"),
+        "{}",
+        again.raw
+    );
     server.stop();
 }

@@ -176,8 +176,13 @@ pub struct CreatedWebhook {
     /// The subscription.
     #[serde(flatten)]
     pub webhook: WebhookView,
-    /// Signing secret (`whsec_…`): verify `omnidm-signature` with it. Not retrievable later.
-    pub secret: String,
+    /// Signing secret (`whsec_…`): verify `omnidm-signature` with it. Shown once: absent
+    /// when the response is a replay of an earlier request with the same `Idempotency-Key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Only in a replay: why `secret` is absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_withheld: Option<String>,
 }
 
 /// Subscribes a URL to events.
@@ -542,12 +547,22 @@ async fn create_webhook<S: WsiStore>(
     let sub = api.store.create_subscription(&spec, now()).await?;
     let body = CreatedWebhook {
         webhook: WebhookView::from(&sub),
-        secret: spec.secret.clone(),
+        secret: Some(spec.secret.clone()),
+        secret_withheld: None,
+    };
+    // Secrets are shown once (issue 8 item 5): a replay shows the record without it.
+    let replay = CreatedWebhook {
+        webhook: WebhookView::from(&sub),
+        secret: None,
+        secret_withheld: Some(format!(
+            "this is a replay of an earlier request with the same Idempotency-Key: the signing secret was shown once, in the first response; if it was lost, delete webhook {} and subscribe again",
+            sub.id
+        )),
     };
     idem.finish(
         &api,
         &caller,
-        created(&format!("/api/v1/webhooks/{}", sub.id), &body),
+        created(&format!("/api/v1/webhooks/{}", sub.id), &body).replayed_as(&replay),
     )
     .await
 }
