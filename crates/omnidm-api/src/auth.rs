@@ -102,18 +102,6 @@ impl Caller {
             Err(ApiError::admin_only())
         }
     }
-
-    /// Refuses callers other than `app` and admins.
-    pub fn require_self_or_admin(&self, app: &AppId) -> Result<(), ApiError> {
-        if self.is_admin() || &self.app.id == app {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "application {} may only manage itself",
-                self.app.id
-            )))
-        }
-    }
 }
 
 /// A newly minted key: the text goes to the client once; the record goes to the store.
