@@ -48,10 +48,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store {}", config.database))?;
     let mut engine = omnidm_omadm::server::ServerConfig::new(&config.dm.server_id, &public_url);
     engine.session_timeout = config.dm.session_timeout;
+    let correlator_key = dm::correlator_key(&store)
+        .await
+        .context("reading the correlator key")?;
     let options = dm::EndpointOptions {
         push: config.push_gateway.clone().map(push::PushGateway::new),
         open_enrolment: config.dm.open_enrolment_secret.clone(),
         quirk_rules: config.dm.quirk_rules.clone(),
+        correlator_key: Some(correlator_key),
     };
     let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id(), options);
     if config.dm.open_enrolment_secret.is_some() {
