@@ -6,6 +6,7 @@
 //! admin endpoints every operator expects (`/healthz`, `/readyz`, `/metrics`).
 
 pub mod config;
+pub mod datadir;
 pub mod dm;
 pub mod push;
 mod telemetry;
@@ -33,8 +34,7 @@ struct Admin {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::init(&config.log)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    datadir::prepare(&config.data_dir, &config.database)?;
 
     let api_listener = bind(config.api_listen, "API").await?;
     let dm_listener = bind(config.dm.listen, "device endpoint").await?;
@@ -56,6 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         open_enrolment: config.dm.open_enrolment_secret.clone(),
         quirk_rules: config.dm.quirk_rules.clone(),
         correlator_key: Some(correlator_key),
+        auth_failure_window: Some(config.dm.auth_failure_window),
     };
     let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id(), options);
     if config.dm.open_enrolment_secret.is_some() {

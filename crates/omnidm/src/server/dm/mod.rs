@@ -99,6 +99,8 @@ pub struct EndpointOptions {
     /// The installation's correlator key ([`correlator_key`]); without one, a random key for
     /// this process only (reports across a restart or from another node are then refused).
     pub correlator_key: Option<CorrelatorKey>,
+    /// At most one `auth.failure` event per device per this long (default: one minute).
+    pub auth_failure_window: Option<Duration>,
 }
 
 /// Name of the correlator key among the store's server secrets.
@@ -318,7 +320,9 @@ impl DmEndpoint {
                     k[16..].copy_from_slice(&random16());
                     CorrelatorKey::new(&k)
                 }),
-                auth_failures: auth_failures::AuthFailures::new(auth_failures::WINDOW),
+                auth_failures: auth_failures::AuthFailures::new(
+                    options.auth_failure_window.unwrap_or(auth_failures::WINDOW),
+                ),
             }),
         }
     }
