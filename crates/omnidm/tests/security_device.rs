@@ -437,9 +437,10 @@ fn a_fresh_data_dir_and_its_files_are_private() {
     server.stop();
 }
 
-/// `omnidm serve` on `data`, expected to refuse to start; its stderr.
+/// `omnidm serve` on `data`, expected to refuse to start; its stderr. A server still running
+/// after 10 s has started: it is killed and the test fails.
 fn refused(data: &DataDir) -> String {
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args([
             "serve",
             "--data-dir",
@@ -450,10 +451,31 @@ fn refused(data: &DataDir) -> String {
             "127.0.0.1:0",
         ])
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "the server must not start");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server started; it must refuse");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the server must not start");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
 
 /// Issue 8 item 4: a data directory other users can enter is refused with the fix in the

@@ -3,8 +3,8 @@
 //! Anyone can send a known device id with wrong credentials. Writing one `auth.failure`
 //! event per attempt let an outsider fill the event log (and every subscriber's webhook) at
 //! will. Here the first failure of a device writes an event at once; the failures that follow
-//! within [`WINDOW`] are only counted, and the count goes out in one event when the window has
-//! passed (from the sweep). So a device costs at most one event per window, however many
+//! within the window ([`WINDOW`] by default, `[dm] auth_failure_window_secs`) are only counted,
+//! and the count goes out in one event when the window has passed (from the sweep). So a device costs at most one event per window, however many
 //! attempts, and no failure goes uncounted.
 //!
 //! Per node, in memory: with N nodes a device can get up to N events per window (the counts
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// At most one `auth.failure` event per device per window (per node).
+/// Default window: at most one `auth.failure` event per device per minute (per node).
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// What is known of one device's recent failures.
