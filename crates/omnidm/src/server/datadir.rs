@@ -90,9 +90,19 @@ fn sqlite_files(database: &str) -> Vec<PathBuf> {
     if path.is_empty() || path == ":memory:" {
         return Vec::new();
     }
+    // A URL naming a directory opens the default file inside it (as the store does).
+    let file = if path.ends_with('/') || Path::new(path).is_dir() {
+        Path::new(path).join(omnidm_store::DB_FILE)
+    } else {
+        PathBuf::from(path)
+    };
     ["", "-wal", "-shm"]
         .iter()
-        .map(|suffix| PathBuf::from(format!("{path}{suffix}")))
+        .map(|suffix| {
+            let mut name = file.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
         .collect()
 }
 
@@ -143,6 +153,10 @@ mod tests {
             ]
         );
         assert!(sqlite_files("postgres://db/omnidm").is_empty());
+        assert_eq!(
+            sqlite_files("sqlite:///var/lib/omnidm/")[0],
+            PathBuf::from("/var/lib/omnidm").join(omnidm_store::DB_FILE)
+        );
     }
 
     #[test]
