@@ -1,5 +1,7 @@
 //! First start: with no application in the store, create `admin` and write its key to
 //! `<data-dir>/admin.key` (mode 0600), so an operator can start using the API at once.
+//! The file is created exclusively: an `admin.key` that already exists (planted by someone
+//! else, or a symbolic link) makes the first start fail rather than write the key into it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,24 +40,38 @@ pub async fn ensure_admin<S: WsiStore>(
         .map_err(|e| BootstrapError(e.to_string()))?
         .map_err(|e| BootstrapError(e.detail))?;
     let path = data_dir.join(ADMIN_KEY_FILE);
-    write_private(&path, &format!("{}\n", key.text))
-        .map_err(|e| BootstrapError(format!("writing {}: {e}", path.display())))?;
+    write_private(&path, &format!("{}\n", key.text))?;
     store.create_app(&app).await?;
     store.create_key(&key.record).await?;
     Ok(Some(path))
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Creates `path` for the key: exclusively (`O_CREAT|O_EXCL`: never an existing file, never
+/// through a symbolic link, which `O_EXCL` refuses too; `O_NOFOLLOW` on top), mode 0600 from
+/// the start, so the key is never readable by anyone else even for an instant (issue 8 item 8).
+fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            BootstrapError(format!(
+                "{} already exists; first start writes the new admin key there and never into \
+                 a file (or link) it did not create itself. Check who created it, remove it, \
+                 and start again",
+                path.display()
+            ))
+        } else {
+            BootstrapError(format!("creating {}: {e}", path.display()))
+        }
+    })?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| BootstrapError(format!("writing {}: {e}", path.display())))
 }
 
 /// Why the bootstrap failed, in words for the operator.

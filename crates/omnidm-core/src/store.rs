@@ -303,12 +303,27 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Replaces (or adds) outcomes of an operation in any state, without changing its state:
     /// how an asynchronous report (OMA DM Generic Alert 1226 answering an Exec's correlator)
     /// completes a command that the device accepted in an earlier session.
+    ///
+    /// Only `device`, the device that reports, can amend: an operation of another device is
+    /// [`StoreError::NotFound`] and nothing is written (a device must never report for
+    /// another one; issue 8).
     fn amend_outcomes(
         &self,
         id: OperationId,
+        device: &DeviceId,
         outcomes: Vec<CommandOutcome>,
         now: Timestamp,
     ) -> impl Future<Output = Result<Operation, StoreError>> + Send;
+
+    /// The server secret `name`, shared by every node: the stored one, or `candidate`
+    /// (fresh random bytes from the caller) stored now if there is none yet. Two nodes
+    /// starting at once agree on whichever was stored first.
+    fn server_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// Number of queued operations (of one device, or all).
     fn queue_depth(

@@ -1188,11 +1188,18 @@ impl Store for ThisStore {
     async fn amend_outcomes(
         &self,
         id: OperationId,
+        device: &DeviceId,
         outcomes: Vec<CommandOutcome>,
         now: Timestamp,
     ) -> Result<Operation, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut op = lock_op(&mut tx, id).await?;
+        // Checked under the row lock: a report amends only an Exec of the reporting device's
+        // own operation. The same answer as a missing operation, so nothing is revealed.
+        let refused = || StoreError::NotFound(format!("operation {} of device {device}", id.0));
+        if op.device_id != *device {
+            return Err(refused());
+        }
         let mut derived = Derived::default();
         derived.results(&op, &outcomes, now, false);
         op.merge_outcomes(outcomes);
@@ -1201,6 +1208,33 @@ impl Store for ThisStore {
         write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(op)
+    }
+
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_owned())
+        .bind(to_hex(candidate))
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let value = get::<String>(&row, "value")?;
+        from_hex(&value).ok_or_else(|| corrupt(format!("server secret {name}")))
     }
 
     async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
@@ -1300,4 +1334,18 @@ impl Store for ThisStore {
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

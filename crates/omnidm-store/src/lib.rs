@@ -221,10 +221,19 @@ impl Store for AnyStore {
     async fn amend_outcomes(
         &self,
         id: OperationId,
+        device: &DeviceId,
         outcomes: Vec<CommandOutcome>,
         now: Timestamp,
     ) -> Result<Operation, StoreError> {
-        dispatch!(self.amend_outcomes(id, outcomes, now))
+        dispatch!(self.amend_outcomes(id, device, outcomes, now))
+    }
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<u8>, StoreError> {
+        dispatch!(self.server_secret(name, candidate, now))
     }
     async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
         dispatch!(self.expire_due(now))

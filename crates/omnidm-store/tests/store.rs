@@ -42,6 +42,7 @@ suite!(
     claim_to_send_many_claims_each_device_once,
     session_outcomes_batch_equals_one_after_the_other,
     devices_for_session_answer_each_id_in_order,
+    server_secrets_are_generated_once,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -1086,8 +1087,26 @@ async fn async_reports_amend_finished_operations(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(done.state, omnidm_core::OpState::Succeeded);
+    // Issue 8 item 2: another device cannot amend it; nothing is written.
+    add_device(&s, "dev-b").await;
+    assert!(matches!(
+        s.amend_outcomes(
+            o.id,
+            &did("dev-b"),
+            vec![CommandOutcome::status(vec![0], 500, t(8))],
+            t(8)
+        )
+        .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(op(&s, o.id).await.outcomes[0].status, 202);
     let amended = s
-        .amend_outcomes(o.id, vec![CommandOutcome::status(vec![0], 200, t(9))], t(9))
+        .amend_outcomes(
+            o.id,
+            &did("dev-a"),
+            vec![CommandOutcome::status(vec![0], 200, t(9))],
+            t(9),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1099,7 +1118,7 @@ async fn async_reports_amend_finished_operations(b: &Backend) {
     assert_eq!(stored.outcomes.len(), 1);
     assert_eq!((stored.outcomes[0].status, stored.updated_at), (200, t(9)));
     assert!(matches!(
-        s.amend_outcomes(OperationId(999_999), Vec::new(), t(9))
+        s.amend_outcomes(OperationId(999_999), &did("dev-a"), Vec::new(), t(9))
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -1336,4 +1355,23 @@ async fn devices_for_session_answer_each_id_in_order(b: &Backend) {
         ]
     );
     assert!(s.get_devices_for_session(&[]).await.unwrap().is_empty());
+}
+
+/// Issue 8 item 2: the correlator key is stored once; later callers (other nodes, restarts)
+/// get the stored one, not their own candidate.
+async fn server_secrets_are_generated_once(b: &Backend) {
+    let s = b.open().await;
+    let first = s
+        .server_secret("correlator_key", &[1, 2, 3, 255], t(1))
+        .await
+        .unwrap();
+    assert_eq!(first, vec![1, 2, 3, 255]);
+    let again = s
+        .server_secret("correlator_key", &[9, 9], t(2))
+        .await
+        .unwrap();
+    assert_eq!(again, first, "the first stored secret wins");
+    let other = s.server_secret("other", &[7], t(3)).await.unwrap();
+    assert_eq!(other, vec![7]);
+    s.close().await;
 }

@@ -801,6 +801,7 @@ async fn recovery_expiry_cancel_and_amend_derive_events(b: &Backend) {
     let mark = s.last_event_id().await.unwrap();
     s.amend_outcomes(
         ops[0].id,
+        &ops[0].device_id,
         vec![CommandOutcome::status(vec![0], 200, t(120))],
         t(120),
     )

@@ -374,14 +374,21 @@ fn garbage_gets_a_clear_error_and_the_server_keeps_serving() {
     let huge = vec![b'<'; 2 * 1024 * 1024];
     let (status, _, _) = post(server.dm, "/dm", "application/vnd.syncml.dm+xml", &huge);
     assert_eq!(status, 413, "body limit");
-    // Unknown device: refused, not crashed.
-    let (status, _, _) = post(
+    // Unknown device: refused, not crashed; answered like a known device with wrong
+    // credentials (a 401 challenge), so the endpoint does not reveal which ids exist (issue 8
+    // item 13).
+    let (status, _, body) = post(
         server.dm,
         "/dm",
         "application/vnd.syncml+xml",
         &fixture("pkg1-client.xml"),
     );
-    assert_eq!(status, 403);
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("<Data>401</Data>") && body.contains("<Chal>"),
+        "{body}"
+    );
     // Still serving real devices.
     let ids = provision(&data, &server.dm_url(), 1, &[]);
     let op = submit(&data, &ids[0], &["get:./DevInfo/Lang"]);

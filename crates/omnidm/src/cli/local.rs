@@ -38,8 +38,7 @@ impl StoreArgs {
             ..Overrides::default()
         };
         let config = Config::load(&overrides, &|k| std::env::var(k).ok())?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        crate::server::datadir::prepare(&config.data_dir, &config.database)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -60,6 +60,9 @@ pub struct DmConfig {
     pub open_enrolment_secret: Option<String>,
     /// `[[dm.quirks]]`: quirk profiles by manufacturer/model/DM version.
     pub quirk_rules: Vec<crate::server::dm::quirks::QuirkRule>,
+    /// At most one `auth.failure` event per device per this long (the failures in between
+    /// are counted into the next one).
+    pub auth_failure_window: Duration,
 }
 
 /// The optional TOML file. Every field is optional: absent means "keep the default".
@@ -90,6 +93,7 @@ struct FileDm {
     session_timeout_secs: Option<u64>,
     open_enrolment_secret: Option<String>,
     quirks: Option<Vec<crate::server::dm::quirks::QuirkRule>>,
+    auth_failure_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +232,9 @@ impl Config {
                 open_enrolment_secret: env("OMNIDM_DM_OPEN_ENROLMENT_SECRET")
                     .or(dm_file.open_enrolment_secret),
                 quirk_rules,
+                auth_failure_window: Duration::from_secs(
+                    dm_file.auth_failure_window_secs.unwrap_or(60).max(1),
+                ),
             },
             api_listen,
             log: env("OMNIDM_LOG")

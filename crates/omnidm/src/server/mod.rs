@@ -6,6 +6,7 @@
 //! admin endpoints every operator expects (`/healthz`, `/readyz`, `/metrics`).
 
 pub mod config;
+pub mod datadir;
 pub mod dm;
 pub mod push;
 mod telemetry;
@@ -33,8 +34,7 @@ struct Admin {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::init(&config.log)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    datadir::prepare(&config.data_dir, &config.database)?;
 
     let api_listener = bind(config.api_listen, "API").await?;
     let dm_listener = bind(config.dm.listen, "device endpoint").await?;
@@ -48,10 +48,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store {}", config.database))?;
     let mut engine = omnidm_omadm::server::ServerConfig::new(&config.dm.server_id, &public_url);
     engine.session_timeout = config.dm.session_timeout;
+    let correlator_key = dm::correlator_key(&store)
+        .await
+        .context("reading the correlator key")?;
     let options = dm::EndpointOptions {
         push: config.push_gateway.clone().map(push::PushGateway::new),
         open_enrolment: config.dm.open_enrolment_secret.clone(),
         quirk_rules: config.dm.quirk_rules.clone(),
+        correlator_key: Some(correlator_key),
+        auth_failure_window: Some(config.dm.auth_failure_window),
     };
     let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id(), options);
     if config.dm.open_enrolment_secret.is_some() {
@@ -100,6 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ))
         .with_state(endpoint.clone());
 
+    let shutdown = shutdown_signal();
     tracing::info!(
         api = %api_listener.local_addr()?,
         dm = %dm_listener.local_addr()?,
@@ -139,7 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let ready = admin.ready.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutdown requested: finishing in-flight requests");
         ready.store(false, Ordering::SeqCst);
         let _ = stop_tx.send(true);
@@ -196,24 +202,34 @@ fn admin_router(admin: Admin) -> Router {
         .with_state(admin)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: called before the server logs that it is listening,
+/// a SIGTERM sent right after that line stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let watch = |kind: SignalKind, name: &'static str| {
+            let stream = signal(kind)
+                .map_err(|e| tracing::warn!(error = %e, "cannot watch {name}"))
+                .ok();
+            async move {
+                match stream {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                std::future::pending::<()>().await;
-            }
+        };
+        let int = watch(SignalKind::interrupt(), "SIGINT");
+        let term = watch(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! { () = int => {}, () = term => {} }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

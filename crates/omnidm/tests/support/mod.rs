@@ -18,6 +18,12 @@ impl DataDir {
         let dir = std::env::temp_dir().join(format!("omnidm-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // The server refuses a data directory other users can enter (issue 8 item 4).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
         DataDir(dir)
     }
     pub fn path(&self) -> &str {

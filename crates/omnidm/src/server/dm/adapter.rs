@@ -71,6 +71,9 @@ pub struct Ledger {
     /// Session-level events for the event log (start, end, generic alerts, auth failures).
     events: Vec<NewEvent>,
     next_tag: CommandTag,
+    /// Signs the wire correlators of Execs and checks those Generic Alerts bring back
+    /// ([`Ledger::with_correlator_key`]); without it no asynchronous report is accepted.
+    correlator_key: Option<CorrelatorKey>,
 }
 
 impl Ledger {
@@ -92,9 +95,17 @@ impl Ledger {
             atomic_changes: HashMap::new(),
             events: Vec::new(),
             next_tag: 1,
+            correlator_key: None,
         };
         ledger.hold(ops);
         ledger
+    }
+
+    /// The server's correlator key: Execs carry correlators bound to this device, and only
+    /// Generic Alerts bringing back such a correlator are taken as asynchronous results.
+    pub fn with_correlator_key(mut self, key: CorrelatorKey) -> Self {
+        self.correlator_key = Some(key);
+        self
     }
 
     /// Takes claimed operations into the session (claims happen once the device is
@@ -168,7 +179,12 @@ impl Ledger {
             OpCommand::Exec { path, data, .. } => DmCommand::Exec {
                 uri: dm_uri(path)?,
                 data: data.clone(),
-                correlator: Some(wire_correlator(self.held[op].op.id, &index)),
+                correlator: Some(wire_correlator(
+                    self.correlator_key.as_ref(),
+                    &self.device_id,
+                    self.held[op].op.id,
+                    &index,
+                )),
             },
             OpCommand::Copy { from, to } => DmCommand::Copy {
                 from: dm_uri(from)?,
@@ -374,11 +390,26 @@ impl Ledger {
                 return true;
             }
             E::GenericAlert { correlator, items } => {
-                if let Some(report) = correlator
-                    .as_deref()
-                    .and_then(|c| async_report(c, items, now))
-                {
-                    self.reports.push(report);
+                // Only a correlator this server issued to THIS device for that command counts
+                // (issue 8 item 2); anything else claiming to be ours is ignored and logged,
+                // the device still gets its normal Status (nothing is revealed).
+                if let Some(c) = correlator.as_deref() {
+                    match async_report(c, items, now) {
+                        Some((op, outcome))
+                            if self.correlator_key.as_ref().is_some_and(|k| {
+                                k.verify(&self.device_id, op, &outcome.index, c)
+                            }) =>
+                        {
+                            self.reports.push((op, outcome));
+                        }
+                        Some((op, _)) => tracing::warn!(
+                            device = %self.device_id,
+                            operation = op.0,
+                            correlator = c,
+                            "generic alert with a correlator not issued to this device: ignored"
+                        ),
+                        None => {}
+                    }
                 }
                 self.generic_alert_event(correlator.as_deref(), items, now);
             }
@@ -393,20 +424,12 @@ impl Ledger {
                 });
                 self.push_event(EventKind::SessionStarted, now, data);
             }
-            E::AuthFailed {
-                status,
-                attempts,
-                final_attempt,
-                ..
-            } => {
-                let data = serde_json::json!({
-                    "status": status.0,
-                    "attempts": attempts,
-                    "final": final_attempt,
-                });
-                self.push_event(EventKind::AuthFailure, now, data);
-            }
-            E::ServerCredRejected { .. } | E::CommandsNeeded | E::Anomaly(_) => {}
+            // Auth failures are counted per device by the endpoint (`auth_failures`), which
+            // writes aggregated events: one event per attempt would let anyone fill the log.
+            E::AuthFailed { .. }
+            | E::ServerCredRejected { .. }
+            | E::CommandsNeeded
+            | E::Anomaly(_) => {}
         }
         false
     }
@@ -517,21 +540,111 @@ impl Ledger {
     }
 }
 
-/// `omnidm:<operation>:<index path>`, e.g. `omnidm:42:1.0`.
-fn wire_correlator(op: OperationId, index: &[u32]) -> String {
+/// The key that makes wire correlators unguessable and binds each to its device (issue 8
+/// item 2): generated once per installation and kept in the store
+/// ([`omnidm_core::Store::server_secret`]), so every node and every restart agree.
+#[derive(Clone)]
+pub struct CorrelatorKey(std::sync::Arc<[u8]>);
+
+impl std::fmt::Debug for CorrelatorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CorrelatorKey(..)")
+    }
+}
+
+/// Bytes of HMAC-SHA256 kept in a correlator's tag (128 bits).
+const TAG_BYTES: usize = 16;
+
+impl CorrelatorKey {
+    /// A key from stored secret bytes.
+    pub fn new(bytes: &[u8]) -> Self {
+        CorrelatorKey(bytes.into())
+    }
+
+    /// HMAC-SHA256 over (device, operation, index path), every field length-prefixed.
+    /// `None` only if the HMAC refused the key, which it never does (any length is fine).
+    fn mac(
+        &self,
+        device: &DeviceId,
+        op: OperationId,
+        index: &[u32],
+    ) -> Option<hmac::Hmac<sha2::Sha256>> {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0).ok()?;
+        mac.update(b"omnidm-correlator-v1");
+        let device = device.as_str().as_bytes();
+        mac.update(&(device.len() as u64).to_be_bytes());
+        mac.update(device);
+        mac.update(&op.0.to_be_bytes());
+        mac.update(&(index.len() as u64).to_be_bytes());
+        for i in index {
+            mac.update(&i.to_be_bytes());
+        }
+        Some(mac)
+    }
+
+    fn tag(&self, device: &DeviceId, op: OperationId, index: &[u32]) -> String {
+        use hmac::Mac as _;
+        let Some(mac) = self.mac(device, op, index) else {
+            return String::new();
+        };
+        let full = mac.finalize().into_bytes();
+        full.iter()
+            .take(TAG_BYTES)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// True when `correlator` is exactly the one issued to `device` for (`op`, `index`);
+    /// compared in constant time.
+    fn verify(&self, device: &DeviceId, op: OperationId, index: &[u32], correlator: &str) -> bool {
+        use hmac::Mac as _;
+        let Some(tag) = correlator.rsplit_once(':').map(|(_, t)| t) else {
+            return false;
+        };
+        let Some(bytes) = from_hex(tag).filter(|b| b.len() == TAG_BYTES) else {
+            return false;
+        };
+        self.mac(device, op, index)
+            .is_some_and(|m| m.verify_truncated_left(&bytes).is_ok())
+    }
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `omnidm:<operation>:<index path>:<tag>`, e.g. `omnidm:42:1.0:<32 hex digits>`: the tag is
+/// a truncated HMAC of (device, operation, index path) under the server's correlator key, so
+/// correlators cannot be guessed and a correlator seen by one device is worthless to another.
+/// Without a key (unit tests) the tag is empty and no report will ever verify.
+fn wire_correlator(
+    key: Option<&CorrelatorKey>,
+    device: &DeviceId,
+    op: OperationId,
+    index: &[u32],
+) -> String {
     let path: Vec<String> = index.iter().map(u32::to_string).collect();
-    format!("omnidm:{}:{}", op.0, path.join("."))
+    let tag = key.map(|k| k.tag(device, op, index)).unwrap_or_default();
+    format!("omnidm:{}:{}:{tag}", op.0, path.join("."))
 }
 
 /// The outcome a Generic Alert reports for the Exec whose correlator it carries (DM Protocol
 /// 1.2 Generic Alert; FUMO/SCOMO put the result code in the item's Data). Correlators that are
-/// not ours are someone else's business: `None`.
+/// not in our form are someone else's business: `None`. The tag is NOT checked here
+/// ([`CorrelatorKey::verify`] does).
 fn async_report(
     correlator: &str,
     items: &[dm::GenericAlertItem],
     now: Timestamp,
 ) -> Option<(OperationId, CommandOutcome)> {
-    let mut parts = correlator.strip_prefix("omnidm:")?.splitn(2, ':');
+    let mut parts = correlator.strip_prefix("omnidm:")?.splitn(3, ':');
     let op = OperationId(parts.next()?.parse().ok()?);
     let index = parts
         .next()?
@@ -547,11 +660,16 @@ fn async_report(
         .iter()
         .filter_map(|i| {
             let path = NodePath::dm(i.source.as_deref()?).ok()?;
-            let value = i.data.as_ref().map(|d| TypedValue {
-                value_type: value_type(i.format.as_deref()),
-                data: d.as_text().map_or_else(|| b64(d.as_bytes()), str::to_owned),
-                mime_type: i.type_.clone(),
-            });
+            // Never a credential's value (issue 8), whatever the device reports.
+            let value = i
+                .data
+                .as_ref()
+                .filter(|_| !path.is_credential())
+                .map(|d| TypedValue {
+                    value_type: value_type(i.format.as_deref()),
+                    data: data_text(d),
+                    mime_type: i.type_.clone(),
+                });
             Some(NodeResult { path, value })
         })
         .collect();
@@ -565,6 +683,41 @@ fn async_report(
             finished_at: now,
         },
     ))
+}
+
+#[cfg(test)]
+mod correlator_tests {
+    use super::*;
+
+    /// Issue 8 item 2: a correlator verifies only for the device, operation and index it was
+    /// issued for, and the old guessable form never verifies.
+    #[test]
+    fn correlators_are_bound_to_their_device_and_command() {
+        let key = CorrelatorKey::new(&[7; 32]);
+        let a = DeviceId::new("IMEI:A").unwrap();
+        let b = DeviceId::new("IMEI:B").unwrap();
+        let c = wire_correlator(Some(&key), &a, OperationId(42), &[1, 0]);
+        assert!(c.starts_with("omnidm:42:1.0:"), "{c}");
+        assert_eq!(c.len(), "omnidm:42:1.0:".len() + 2 * TAG_BYTES);
+        let (op, outcome) = async_report(&c, &[], Timestamp(1)).unwrap();
+        assert_eq!(
+            (op, outcome.index.as_slice()),
+            (OperationId(42), &[1, 0][..])
+        );
+        assert!(key.verify(&a, op, &outcome.index, &c));
+        assert!(!key.verify(&b, op, &outcome.index, &c), "another device");
+        assert!(!key.verify(&a, OperationId(43), &outcome.index, &c));
+        assert!(!key.verify(&a, op, &[1], &c));
+        assert!(
+            !key.verify(&a, op, &[1, 0], "omnidm:42:1.0"),
+            "the old form"
+        );
+        let other = CorrelatorKey::new(&[8; 32]);
+        assert!(!other.verify(&a, op, &[1, 0], &c), "another installation");
+        let mut forged = c.clone();
+        forged.replace_range(forged.len() - 2.., "00");
+        assert!(!key.verify(&a, op, &[1, 0], &forged) || c.ends_with("00"));
+    }
 }
 
 fn index_u32(i: usize) -> u32 {
