@@ -543,3 +543,54 @@ fn a_planted_admin_key_stops_the_first_start() {
     std::thread::sleep(Duration::from_millis(500));
     server.stop();
 }
+
+/// One Prometheus metric from `/metrics` (summed over its label sets; 0 when absent).
+fn metric(api: &Api, name: &str) -> f64 {
+    let r = support::wsi::call(api.addr, "GET", "/metrics", None, None);
+    r.raw
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Issue 8 item 6, its kind on the device endpoint: every first message holds a session in
+/// memory until it authenticates or times out, so a flood of first messages (unknown ids get
+/// a decoy session, wrong passwords a real one) must not grow memory without bound. Beyond
+/// `[dm] max_unauthenticated_sessions` the oldest unauthenticated session is dropped, and
+/// real devices still get through.
+#[test]
+fn a_flood_of_first_messages_keeps_a_bounded_number_of_sessions() {
+    let data = DataDir::new("sec-dm-flood");
+    let config = data.0.join("omnidm.toml");
+    std::fs::write(&config, "[dm]\nmax_unauthenticated_sessions = 20\n").unwrap();
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let api = Api::new(&server, &data);
+    let ids = provision(&data, &server.dm_url(), 1, &[]);
+    for i in 0..300 {
+        let (status, _, body) = post_dm(
+            server.dm,
+            &pkg1(&format!("IMEI:9{i:014}"), &server.dm_url()),
+        );
+        assert_eq!(status, 200);
+        assert!(body.contains("<Data>401</Data>"), "{body}");
+    }
+    assert!(
+        metric(&api, "omnidm_dm_unauthenticated_sessions_dropped_total") >= 280.0,
+        "the oldest unauthenticated sessions were dropped"
+    );
+    // The gauge is refreshed by the once-a-second sweep.
+    std::thread::sleep(Duration::from_millis(2500));
+    let active = metric(&api, "omnidm_dm_sessions_active");
+    assert!(active <= 21.0, "{active} sessions held");
+    // A real device is unaffected.
+    let out = support::sim(&["--server", &server.dm_url(), "--devices", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = api.admin("GET", &format!("/api/v1/devices/{}", ids[0]), None);
+    assert_eq!(r.body["session_count"], 1, "{}", r.raw);
+    server.stop();
+}

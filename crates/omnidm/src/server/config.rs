@@ -63,6 +63,9 @@ pub struct DmConfig {
     /// At most one `auth.failure` event per device per this long (the failures in between
     /// are counted into the next one).
     pub auth_failure_window: Duration,
+    /// `[dm] max_unauthenticated_sessions`: sessions that have not authenticated yet kept at
+    /// once; beyond it the oldest is dropped (a flood of first messages cannot fill memory).
+    pub max_unauthenticated_sessions: usize,
 }
 
 /// The optional TOML file. Every field is optional: absent means "keep the default".
@@ -94,6 +97,7 @@ struct FileDm {
     open_enrolment_secret: Option<String>,
     quirks: Option<Vec<crate::server::dm::quirks::QuirkRule>>,
     auth_failure_window_secs: Option<u64>,
+    max_unauthenticated_sessions: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +239,10 @@ impl Config {
                 auth_failure_window: Duration::from_secs(
                     dm_file.auth_failure_window_secs.unwrap_or(60).max(1),
                 ),
+                max_unauthenticated_sessions: dm_file
+                    .max_unauthenticated_sessions
+                    .unwrap_or(crate::server::dm::MAX_UNAUTHENTICATED_SESSIONS)
+                    .max(1),
             },
             api_listen,
             log: env("OMNIDM_LOG")

@@ -85,7 +85,16 @@ struct Inner {
     correlator_key: CorrelatorKey,
     /// `auth.failure` events, one per device per window (issue 8 item 17).
     auth_failures: auth_failures::AuthFailures,
+    /// Tokens of sessions in the order they started, while there may be unauthenticated ones
+    /// among them: beyond [`Inner::max_unauthenticated`] the oldest still unauthenticated
+    /// session is dropped, so first messages from anyone (unknown ids get a decoy session,
+    /// wrong passwords a real one) cannot fill the memory until the session timeout.
+    unauthenticated: std::sync::Mutex<std::collections::VecDeque<[u8; 16]>>,
+    max_unauthenticated: usize,
 }
+
+/// Default bound on sessions that have not authenticated yet (a few KiB each).
+pub const MAX_UNAUTHENTICATED_SESSIONS: usize = 10_000;
 
 /// Optional behaviours of the endpoint, fixed when it is created.
 #[derive(Clone, Default)]
@@ -101,6 +110,9 @@ pub struct EndpointOptions {
     pub correlator_key: Option<CorrelatorKey>,
     /// At most one `auth.failure` event per device per this long (default: one minute).
     pub auth_failure_window: Option<Duration>,
+    /// At most this many sessions that have not authenticated yet (default
+    /// [`MAX_UNAUTHENTICATED_SESSIONS`]); the oldest is dropped for a new one.
+    pub max_unauthenticated_sessions: Option<usize>,
 }
 
 /// Name of the correlator key among the store's server secrets.
@@ -323,6 +335,11 @@ impl DmEndpoint {
                 auth_failures: auth_failures::AuthFailures::new(
                     options.auth_failure_window.unwrap_or(auth_failures::WINDOW),
                 ),
+                unauthenticated: std::sync::Mutex::default(),
+                max_unauthenticated: options
+                    .max_unauthenticated_sessions
+                    .unwrap_or(MAX_UNAUTHENTICATED_SESSIONS)
+                    .max(1),
             }),
         }
     }
@@ -339,6 +356,40 @@ impl DmEndpoint {
     fn insert(&self, token: [u8; 16], live: Arc<Mutex<Live>>) {
         if let Ok(mut s) = self.inner.sessions.lock() {
             s.insert(token, live);
+        }
+        self.bound_unauthenticated(token);
+    }
+
+    /// Remembers a new (unauthenticated) session and drops the oldest sessions that are still
+    /// unauthenticated beyond the bound. A dropped session holds nothing (operations are
+    /// claimed only after authentication) and writes nothing; its device starts again.
+    fn bound_unauthenticated(&self, token: [u8; 16]) {
+        let mut evicted = 0u64;
+        if let Ok(mut order) = self.inner.unauthenticated.lock() {
+            order.push_back(token);
+            while order.len() > self.inner.max_unauthenticated {
+                let Some(oldest) = order.pop_front() else {
+                    break;
+                };
+                let Some(live) = self.live(&oldest) else {
+                    continue; // ended already
+                };
+                // A session busy with a message right now is in use: leave it.
+                let drop_it = live.try_lock().is_ok_and(|l| !l.authenticated);
+                if drop_it {
+                    self.remove(&oldest);
+                    evicted += 1;
+                }
+            }
+        }
+        if evicted > 0 {
+            metrics::counter!("omnidm_dm_unauthenticated_sessions_dropped_total")
+                .increment(evicted);
+            tracing::warn!(
+                evicted,
+                bound = self.inner.max_unauthenticated,
+                "too many sessions without authentication: the oldest were dropped"
+            );
         }
     }
 
