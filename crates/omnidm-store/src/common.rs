@@ -1222,7 +1222,7 @@ impl Store for ThisStore {
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name.to_owned())
-        .bind(to_hex(candidate))
+        .bind(hex::encode(candidate))
         .bind(now.millis())
         .execute(&mut *tx)
         .await
@@ -1234,7 +1234,7 @@ impl Store for ThisStore {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         let value = get::<String>(&row, "value")?;
-        from_hex(&value).ok_or_else(|| corrupt(format!("server secret {name}")))
+        hex::decode(&value).ok().ok_or_else(|| corrupt(format!("server secret {name}")))
     }
 
     async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
@@ -1334,18 +1334,4 @@ impl Store for ThisStore {
         tx.commit().await.map_err(db)?;
         Ok(report)
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }

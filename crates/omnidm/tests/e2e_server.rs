@@ -3,14 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use serde_json::Value;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
-use support::{BIN, DataDir, Server, ok, omnidm, provision, sim};
+use support::{BIN, DataDir, Server, ok, omnidm, post, provision, sim};
 
 fn submit(data: &DataDir, device: &str, commands: &[&str]) -> u64 {
     let mut args = vec!["ops", "submit", device];
@@ -57,28 +55,6 @@ fn sim_json(args: &[&str]) -> (bool, Value) {
         )
     });
     (out.status.success(), summary)
-}
-
-/// A raw HTTP/1.1 POST, so that tests can send what no well-behaved client would.
-fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, raw[split + 4..].to_vec())
 }
 
 /// The account of the client whose messages were captured (`pkg1-client.*`): Basic

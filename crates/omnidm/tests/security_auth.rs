@@ -11,66 +11,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::wsi::{Api, Resp, call};
+use support::wsi::{Api, call, call_h, metric};
 use support::{DataDir, Server};
-
-/// A raw HTTP/1.1 request with extra headers (`Connection: close`).
-fn call_h(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    if let Some(k) = key {
-        head.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let raw_body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
-    let body = serde_json::from_str(&raw_body).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        raw: raw_body,
-    }
-}
 
 /// The key id of `omk_<id>_<secret>`.
 fn key_id(key: &str) -> String {
@@ -405,15 +347,6 @@ fn a_burst_of_wrong_secrets_leaves_memory_bounded_and_valid_keys_served() {
     let r = api.as_(&victim, "GET", "/api/v1/me", None);
     assert_eq!(r.status, 200, "{}", r.raw);
     server.stop();
-}
-
-fn metric(addr: SocketAddr, name: &str) -> f64 {
-    let r = call(addr, "GET", "/metrics", None, None);
-    r.raw
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Issue 8 item 7: an unknown key id costs the same argon2 verification as a known one with a

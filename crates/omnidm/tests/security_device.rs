@@ -8,13 +8,13 @@ mod support;
 use omnidm_omadm::client::{AsyncReports, DeviceProfile, Trigger};
 use omnidm_sim::{Fleet, FleetConfig, HttpClient, SimDevice};
 use serde_json::Value;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::wsi::Api;
+use support::wsi::{Api, metric};
 use support::{BIN, DataDir, Server, ok, omnidm, provision};
 
 const ID_PATTERN: &str = "IMEI:35900000{:07}";
@@ -194,21 +194,14 @@ fn pkg1(device: &str, target: &str) -> String {
     )
 }
 
-/// A raw POST; (status, content type, body).
+/// A raw POST of a SyncML XML message; (status, content type, body).
 fn post_dm(addr: SocketAddr, body: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /dm HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/vnd.syncml.dm+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (status, head, body) = support::post(
+        addr,
+        "/dm",
+        "application/vnd.syncml.dm+xml",
+        body.as_bytes(),
+    );
     let content_type = head
         .lines()
         .find_map(|l| {
@@ -217,7 +210,11 @@ fn post_dm(addr: SocketAddr, body: &str) -> (u16, String, String) {
                 .map(|v| v.trim().to_owned())
         })
         .unwrap_or_default();
-    (status, content_type, body.to_owned())
+    (
+        status,
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// Blanks what differs between any two answers (nonces, session tokens, the device id).
@@ -544,16 +541,6 @@ fn a_planted_admin_key_stops_the_first_start() {
     server.stop();
 }
 
-/// One Prometheus metric from `/metrics` (summed over its label sets; 0 when absent).
-fn metric(api: &Api, name: &str) -> f64 {
-    let r = support::wsi::call(api.addr, "GET", "/metrics", None, None);
-    r.raw
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Issue 8 item 6, its kind on the device endpoint: every first message holds a session in
 /// memory until it authenticates or times out, so a flood of first messages (unknown ids get
 /// a decoy session, wrong passwords a real one) must not grow memory without bound. Beyond
@@ -576,12 +563,12 @@ fn a_flood_of_first_messages_keeps_a_bounded_number_of_sessions() {
         assert!(body.contains("<Data>401</Data>"), "{body}");
     }
     assert!(
-        metric(&api, "omnidm_dm_unauthenticated_sessions_dropped_total") >= 280.0,
+        metric(api.addr, "omnidm_dm_unauthenticated_sessions_dropped_total") >= 280.0,
         "the oldest unauthenticated sessions were dropped"
     );
     // The gauge is refreshed by the once-a-second sweep.
     std::thread::sleep(Duration::from_millis(2500));
-    let active = metric(&api, "omnidm_dm_sessions_active");
+    let active = metric(api.addr, "omnidm_dm_sessions_active");
     assert!(active <= 21.0, "{active} sessions held");
     // A real device is unaffected.
     let out = support::sim(&["--server", &server.dm_url(), "--devices", "1"]);

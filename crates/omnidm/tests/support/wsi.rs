@@ -28,6 +28,18 @@ pub fn call(
     key: Option<&str>,
     body: Option<&Value>,
 ) -> Resp {
+    call_h(addr, method, path, key, &[], body)
+}
+
+/// A raw HTTP/1.1 request with extra headers (`Connection: close`).
+pub fn call_h(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -40,6 +52,9 @@ pub fn call(
     }
     if let Some(k) = key {
         head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
@@ -60,7 +75,7 @@ pub fn call(
         .unwrap()
         .parse()
         .unwrap();
-    let headers = lines
+    let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
@@ -72,6 +87,17 @@ pub fn call(
         body,
         raw: raw_body,
     }
+}
+
+/// One Prometheus metric from `/metrics` on the API address (summed over its label sets; 0
+/// when absent).
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let r = call(addr, "GET", "/metrics", None, None);
+    r.raw
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub struct Api {

@@ -602,22 +602,12 @@ impl CorrelatorKey {
         let Some(tag) = correlator.rsplit_once(':').map(|(_, t)| t) else {
             return false;
         };
-        let Some(bytes) = from_hex(tag).filter(|b| b.len() == TAG_BYTES) else {
+        let Some(bytes) = hex::decode(tag).ok().filter(|b| b.len() == TAG_BYTES) else {
             return false;
         };
         self.mac(device, op, index)
             .is_some_and(|m| m.verify_truncated_left(&bytes).is_ok())
     }
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// `omnidm:<operation>:<index path>:<tag>`, e.g. `omnidm:42:1.0:<32 hex digits>`: the tag is
