@@ -14,15 +14,22 @@ use crate::path::NodePath;
 
 /// OMA DM node names that hold secrets wherever they appear: DM 1.2 DMAcc
 /// (`<x>/AppAuth/<x>/AAuthSecret`, `AAuthData`: the password and the nonce/key data, OMA DM
-/// StdObj 1.2 §5.3.1) and DM 1.1 DMAcc (`ClientPW`, `ServerPW`, `ClientNonce`, `ServerNonce`).
-/// Matched anywhere in the tree, because a device may keep its account under a vendor path.
-const DM_SECRET_NAMES: [&str; 6] = [
+/// StdObj 1.2 §5.3.1), DM 1.1 DMAcc (`ClientPW`, `ServerPW`, `ClientNonce`, `ServerNonce`),
+/// the Connectivity MO (`NAP/<x>/AuthInfo/AuthSecret`) and the usual Wi-Fi and vendor names
+/// (`PreSharedKey`, `WEPKey`, `Password`, `Passphrase`). Matched anywhere in the tree,
+/// because a device may keep an account under a vendor path.
+const DM_SECRET_NAMES: [&str; 11] = [
     "AAuthSecret",
     "AAuthData",
     "ClientPW",
     "ServerPW",
     "ClientNonce",
     "ServerNonce",
+    "AuthSecret",
+    "PreSharedKey",
+    "WEPKey",
+    "Password",
+    "Passphrase",
 ];
 
 /// TR-069 parameter names that hold secrets (TR-069 Amendment 6 §A.3.2.1 reads them as empty
@@ -75,6 +82,8 @@ mod tests {
             "./DMAcc/srv1/AppAuth/CLCRED/aauthsecret",
             "./SyncML/DMAcc/1/ClientPW",
             "./Vendor/Acme/Accounts/x/AAuthSecret",
+            "./NAP/x/AuthInfo/AuthSecret",
+            "./Vendor/WLAN/1/PreSharedKey",
             "Device.ManagementServer.Password",
             "Device.ManagementServer.ConnectionRequestPassword",
             "Device.WiFi.AccessPoint.1.Security.KeyPassphrase",

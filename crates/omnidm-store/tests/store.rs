@@ -1375,3 +1375,56 @@ async fn server_secrets_are_generated_once(b: &Backend) {
     assert_eq!(other, vec![7]);
     s.close().await;
 }
+
+/// Issue 8 item 1, for installations upgraded from a version that cached listings as the
+/// value of the listed node (secrets inside) and credential nodes: migration 0005 drops those
+/// rows. Run on SQLite by rolling the migration back by hand and opening the store again.
+#[tokio::test]
+async fn the_upgrade_drops_cached_listings_and_credentials() {
+    let b = Backend::sqlite("upgrade");
+    let Backend::Sqlite(dir) = &b else {
+        unreachable!()
+    };
+    let s = b.open().await;
+    let d = add_device(&s, "IMEI:1").await.id;
+    let tnds = "<MgmtTree><Node><NodeName>srv1</NodeName><Node><NodeName>AAuthSecret</NodeName>\
+                <Value>s3cret</Value></Node></Node></MgmtTree>";
+    let mut listing = entry("./DMAcc/srv1", tnds, t(1));
+    listing.format = ValueType::Xml;
+    s.upsert_tree(
+        &d,
+        &[
+            listing,
+            entry("./DMAcc/srv1/AppAuth/SRV/AAuthSecret", "s3cret", t(1)),
+            entry("./DMAcc/srv1/AppAuth/SRV/AAuthName", "omnidm", t(1)),
+        ],
+    )
+    .await
+    .unwrap();
+    s.close().await;
+    // What an older version left behind: the rows, and no migration 5 yet.
+    let file = dir.join("omnidm.sqlite3");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        file.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 5")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+
+    let s = b.open().await;
+    let left: Vec<String> = s
+        .read_tree(&d, &path("./DMAcc"), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path.to_string())
+        .collect();
+    assert_eq!(left, ["./DMAcc/srv1/AppAuth/SRV/AAuthName"]);
+    s.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

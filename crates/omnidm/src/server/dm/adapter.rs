@@ -11,7 +11,7 @@ use omnidm_core::{
 };
 use omnidm_omadm::server::{self as dm, CommandTag, DmCommand, NodeReport, NodeWrite};
 use omnidm_syncml::Data;
-use omnidm_tree::{Format, TreeUri};
+use omnidm_tree::{Format, ListKind, TreeUri, UriQuery};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Status recorded when a command cannot be expressed in OMA DM (e.g. a TR-069 path sent to a
@@ -316,7 +316,7 @@ impl Ledger {
     pub fn apply(&mut self, event: &dm::SessionEvent, now: Timestamp) -> bool {
         use dm::SessionEvent as E;
         match event {
-            E::DeviceInfo(reports) => self.learn(reports, &reported_nodes(reports), now),
+            E::DeviceInfo(reports) => self.learn(reports, &reported_nodes(reports, None), now),
             E::NoncesChanged {
                 client_nonce,
                 server_nonce,
@@ -327,15 +327,22 @@ impl Ledger {
                 });
             }
             E::CommandResults { tag, items } => {
-                let reported = reported_nodes(items);
+                let asked = self.asked_get(*tag);
+                let reported = reported_nodes(items, asked.as_ref());
                 self.learn(items, &reported, now);
-                let asked = self.asked_path(*tag);
                 let results = reported
                     .into_iter()
                     .filter(|r| {
-                        // A Get returns its target and, for a listing, what is below it;
-                        // anything else a device adds is not an answer to what was asked.
-                        let inside = asked.as_ref().is_some_and(|a| a.contains(&r.path));
+                        // A Get returns its target (a listing: and what is below it); anything
+                        // else a device adds is not an answer to what was asked, and was not
+                        // authorized as one (issue 8).
+                        let inside = asked.as_ref().is_some_and(|a| {
+                            if is_listing(a) {
+                                a.without_query().contains(&r.path)
+                            } else {
+                                a.without_query() == r.path.without_query()
+                            }
+                        });
                         if !inside {
                             tracing::warn!(device = %self.device_id, tag, path = %r.path,
                                 "result outside the node asked for, dropped");
@@ -476,12 +483,12 @@ impl Ledger {
         self.events.push(event);
     }
 
-    /// The node the Get behind `tag` asked for (without its query), if `tag` is one of ours.
-    fn asked_path(&self, tag: CommandTag) -> Option<NodePath> {
+    /// The path (query included) of the Get behind `tag`, if `tag` is one of ours.
+    fn asked_get(&self, tag: CommandTag) -> Option<NodePath> {
         let slot = self.tags.get(&tag)?;
         let held = self.held.get(slot.op)?;
         match OpCommand::at(&held.op.commands, &slot.index)? {
-            OpCommand::Get { path } => Some(path.without_query()),
+            OpCommand::Get { path } => Some(path.clone()),
             _ => None,
         }
     }
@@ -806,21 +813,26 @@ struct Reported {
     data: Option<String>,
 }
 
-/// The nodes in a device's report, each on its own: a TNDS document (`?list=TNDS`, TND 1.2
-/// §8) is expanded node by node, so that every node is filtered, cached and shown under its
-/// own path and never as one value of the listed node. Credential nodes are dropped here,
-/// before anything is stored (issue 8: never readable through the API).
-fn reported_nodes(reports: &[NodeReport]) -> Vec<Reported> {
+/// The nodes in a device's report (`asked`: the Get it answers, if any), each on its own: a
+/// TNDS document (`?list=TNDS`, TND 1.2 §8) is expanded node by node, so that every node is
+/// filtered, cached and shown under its own path and never as one value of the listed node.
+/// What the server asked decides, not what the device echoes: the answer to a TNDS listing is
+/// read as TNDS whatever its Source or Type say. Credential nodes are dropped here, before
+/// anything is stored (issue 8: never readable through the API).
+fn reported_nodes(reports: &[NodeReport], asked: Option<&NodePath>) -> Vec<Reported> {
+    let tnds_asked = asked.is_some_and(is_tnds_listing);
+    let listed = asked.filter(|a| is_listing(a)).map(NodePath::without_query);
     let mut out = Vec::new();
     for r in reports {
         let Ok(path) = NodePath::dm(&r.uri) else {
             continue;
         };
-        if is_tnds(r) {
+        if tnds_asked || is_tnds(r) {
             expand_tnds(r, &path, &mut out);
             continue;
         }
-        if is_listing(&path) && r.format.as_deref() == Some("xml") {
+        let on_listed = listed.as_ref() == Some(&path.without_query());
+        if (is_listing(&path) || on_listed) && r.format.as_deref() == Some("xml") {
             // A listing answered with a document we cannot read as TNDS: dropping it is the
             // only way not to pass on nodes that cannot be checked one by one.
             tracing::warn!(path = %path, "unreadable listing result dropped");
@@ -837,7 +849,13 @@ fn reported_nodes(reports: &[NodeReport]) -> Vec<Reported> {
     out
 }
 
-/// Is this report a TNDS document (by its MIME type, or because a TNDS listing was asked)?
+/// Is `path` a TNDS listing (`?list=TNDS…`)?
+fn is_tnds_listing(path: &NodePath) -> bool {
+    matches!(path, NodePath::OmaDm(uri)
+        if matches!(uri.query(), Some(UriQuery::List(ListKind::Tnds(_)))))
+}
+
+/// Is this report a TNDS document (by its MIME type or its echoed `?list=TNDS` Source)?
 fn is_tnds(r: &NodeReport) -> bool {
     r.mime_type.as_deref().is_some_and(|t| t.contains("dmtnds")) || r.uri.contains("?list=TNDS")
 }
@@ -1241,6 +1259,60 @@ mod tests {
         assert!(
             results.is_empty(),
             "an unreadable listing is dropped: {results:?}"
+        );
+    }
+
+    /// Issue 8 item 1 (review): what the server asked decides how an answer is read. A TNDS
+    /// listing answered without `?list=` in its Source and without the TNDS type is still
+    /// expanded node by node; an `xml` value on the listed node of a StructData listing is
+    /// not a node value; a plain Get keeps only the node asked for.
+    #[test]
+    fn answers_are_read_as_what_was_asked() {
+        let tnds = "<MgmtTree><Node><NodeName>srv1</NodeName><Path>./DMAcc</Path>\
+                    <Node><NodeName>AAuthSecret</NodeName><Value>s3cret</Value></Node>\
+                    <Node><NodeName>Name</NodeName><Value>n</Value></Node></Node></MgmtTree>";
+        let (results, tree) = get_answered(
+            "./DMAcc/srv1?list=TNDS+Value",
+            vec![report("./DMAcc/srv1", "xml", None, tnds)],
+        );
+        let paths: Vec<String> = results.iter().map(|r| r.path.to_string()).collect();
+        assert_eq!(paths, ["./DMAcc/srv1", "./DMAcc/srv1/Name"]);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.value.as_ref().is_none_or(|v| !v.data.contains("s3cret")))
+        );
+        assert!(
+            tree.iter()
+                .all(|e| e.value.as_deref().is_none_or(|v| !v.contains("s3cret")))
+        );
+
+        let (results, tree) = get_answered(
+            "./DMAcc/srv1?list=StructData",
+            vec![
+                report("./DMAcc/srv1", "xml", None, tnds),
+                report("./DMAcc/srv1/Name", "chr", None, "n"),
+            ],
+        );
+        let paths: Vec<String> = results.iter().map(|r| r.path.to_string()).collect();
+        assert_eq!(paths, ["./DMAcc/srv1/Name"]);
+        assert!(
+            tree.iter()
+                .all(|e| e.value.as_deref().is_none_or(|v| !v.contains("s3cret")))
+        );
+
+        let (results, _) = get_answered(
+            "./DevInfo/Ext",
+            vec![
+                report("./DevInfo/Ext", "node", None, "Deep"),
+                report("./DevInfo/Ext/Deep", "chr", None, "below what was asked"),
+            ],
+        );
+        let paths: Vec<String> = results.iter().map(|r| r.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            ["./DevInfo/Ext"],
+            "a plain Get answers for its node only"
         );
     }
 

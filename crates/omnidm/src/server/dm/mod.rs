@@ -86,15 +86,24 @@ struct Inner {
     /// `auth.failure` events, one per device per window (issue 8 item 17).
     auth_failures: auth_failures::AuthFailures,
     /// Tokens of sessions in the order they started, while there may be unauthenticated ones
-    /// among them: beyond [`Inner::max_unauthenticated`] the oldest still unauthenticated
-    /// session is dropped, so first messages from anyone (unknown ids get a decoy session,
-    /// wrong passwords a real one) cannot fill the memory until the session timeout.
-    unauthenticated: std::sync::Mutex<std::collections::VecDeque<[u8; 16]>>,
+    /// among them — decoys (unknown ids) and sessions of known devices apart: beyond
+    /// [`Inner::max_unauthenticated`] the oldest decoy, else the oldest still unauthenticated
+    /// session, is dropped, so first messages from anyone cannot fill the memory until the
+    /// session timeout, and a flood of unknown ids does not push out a real device that is
+    /// answering its challenge.
+    unauthenticated: std::sync::Mutex<Unauthenticated>,
     max_unauthenticated: usize,
 }
 
 /// Default bound on sessions that have not authenticated yet (a few KiB each).
 pub const MAX_UNAUTHENTICATED_SESSIONS: usize = 10_000;
+
+/// Session tokens by start order: decoys and sessions of known devices.
+#[derive(Default)]
+struct Unauthenticated {
+    decoys: std::collections::VecDeque<[u8; 16]>,
+    known: std::collections::VecDeque<[u8; 16]>,
+}
 
 /// Optional behaviours of the endpoint, fixed when it is created.
 #[derive(Clone, Default)]
@@ -353,22 +362,40 @@ impl DmEndpoint {
         self.inner.sessions.lock().ok()?.get(token).cloned()
     }
 
-    fn insert(&self, token: [u8; 16], live: Arc<Mutex<Live>>) {
+    fn insert(&self, token: [u8; 16], live: Arc<Mutex<Live>>, decoy: bool) {
         if let Ok(mut s) = self.inner.sessions.lock() {
             s.insert(token, live);
         }
-        self.bound_unauthenticated(token);
+        self.bound_unauthenticated(token, decoy);
     }
 
     /// Remembers a new (unauthenticated) session and drops the oldest sessions that are still
-    /// unauthenticated beyond the bound. A dropped session holds nothing (operations are
-    /// claimed only after authentication) and writes nothing; its device starts again.
-    fn bound_unauthenticated(&self, token: [u8; 16]) {
+    /// unauthenticated beyond the bound, decoys first. A dropped session holds nothing
+    /// (operations are claimed only after authentication) and writes nothing; its device
+    /// starts again.
+    fn bound_unauthenticated(&self, token: [u8; 16], decoy: bool) {
         let mut evicted = 0u64;
         if let Ok(mut order) = self.inner.unauthenticated.lock() {
-            order.push_back(token);
-            while order.len() > self.inner.max_unauthenticated {
-                let Some(oldest) = order.pop_front() else {
+            if decoy {
+                order.decoys.push_back(token);
+            } else {
+                order.known.push_back(token);
+            }
+            // Sessions that ended or authenticated since leave the fronts first, so that a
+            // flood of decoys does not evict itself while known devices' old tokens linger.
+            let settled = |t: &[u8; 16]| {
+                self.live(t)
+                    .is_none_or(|l| l.try_lock().is_ok_and(|l| l.authenticated))
+            };
+            while order.known.front().is_some_and(settled) {
+                order.known.pop_front();
+            }
+            while order.decoys.front().is_some_and(settled) {
+                order.decoys.pop_front();
+            }
+            while order.decoys.len() + order.known.len() > self.inner.max_unauthenticated {
+                let Some(oldest) = order.decoys.pop_front().or_else(|| order.known.pop_front())
+                else {
                     break;
                 };
                 let Some(live) = self.live(&oldest) else {
@@ -568,7 +595,7 @@ impl DmEndpoint {
             decoy,
             outbox: Vec::new(),
         }));
-        self.insert(token, live.clone());
+        self.insert(token, live.clone(), decoy);
         Ok((token, live, decoded))
     }
 
