@@ -1082,6 +1082,10 @@ mod tests {
             let k = KeyId(format!("spray{i}"));
             assert!(cache.charge(&k, None).is_ok());
         }
+        assert!(
+            cache.charge(&target, None).is_err(),
+            "the target is still throttled"
+        );
         let newest = KeyId(format!("spray{}", MAX_ENTRIES + 499));
         {
             let keys = cache.key_budgets.lock().unwrap();
@@ -1093,10 +1097,6 @@ mod tests {
                 "the oldest spray entry went"
             );
         }
-        assert!(
-            cache.charge(&target, None).is_err(),
-            "the target is still throttled"
-        );
 
         // Plain caches (expiry = insertion time + TTL) drop the oldest first.
         let mut m: HashMap<u32, Instant> = HashMap::new();
