@@ -28,6 +28,7 @@
 //! use and re-synchronised every [`QUOTA_SYNC`].
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -351,8 +352,11 @@ impl FailureBudget {
         self.tokens = (self.tokens + 1.0).min(burst);
     }
 
-    fn full(&self, burst: f64, every: Duration) -> bool {
-        self.tokens + self.last.elapsed().as_secs_f64() / every.as_secs_f64() >= burst
+    /// When the budget is full again (refilled to `burst`) if nothing more is taken.
+    fn full_at(&self, burst: f64, every: Duration) -> Instant {
+        let missing = (burst - self.tokens).max(0.0);
+        let wait = Duration::try_from_secs_f64(missing * every.as_secs_f64()).unwrap_or_default();
+        self.last.checked_add(wait).unwrap_or(self.last)
     }
 }
 
@@ -373,14 +377,25 @@ fn addr_bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Drops entries `stale` says are stale when `map` is full; empties it if that is not enough
-/// (losing the memory of a cache is safe; growing without bound is not).
-fn make_room<K, V>(map: &mut HashMap<K, V>, stale: impl Fn(&V) -> bool) {
-    if map.len() >= MAX_ENTRIES {
-        map.retain(|_, v| !stale(v));
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
+/// Makes room in a full `map` (issue 8 review item 3): drops the entries whose relevance
+/// has ended (`until` is past: a cache entry expired, a failure budget full again), then, if
+/// that is not enough, the tenth whose relevance ends soonest. Never the whole table: spraying
+/// fresh key ids or addresses must not reset the budgets of the ones being throttled (a
+/// budget that is nearly empty stays relevant longer than a fresh one, whatever its age).
+fn make_room<K: Clone + Eq + Hash, V>(map: &mut HashMap<K, V>, until: impl Fn(&V) -> Instant) {
+    if map.len() < MAX_ENTRIES {
+        return;
+    }
+    let now = Instant::now();
+    map.retain(|_, v| until(v) > now);
+    if map.len() < MAX_ENTRIES {
+        return;
+    }
+    let mut ends: Vec<(Instant, K)> = map.iter().map(|(k, v)| (until(v), k.clone())).collect();
+    let evict = MAX_ENTRIES / 10;
+    ends.select_nth_unstable_by_key(evict - 1, |(t, _)| *t);
+    for (_, k) in &ends[..evict] {
+        map.remove(k);
     }
 }
 
@@ -612,7 +627,7 @@ impl KeyCache {
         };
         let Some(key) = key.filter(|k| ok && k.is_active(now)) else {
             if let Ok(mut f) = self.failures.lock() {
-                make_room(&mut f, |t| t.elapsed() >= FAILURE_CACHE_TTL);
+                make_room(&mut f, |t| *t + FAILURE_CACHE_TTL);
                 f.insert((key_id.clone(), sha), Instant::now());
             }
             return Err(bad());
@@ -636,7 +651,7 @@ impl KeyCache {
 
     fn remember(&self, key_id: &KeyId, sha: [u8; 32], key: &ApiKey, app: &Application) {
         if let Ok(mut m) = self.entries.lock() {
-            make_room(&mut m, |c| c.loaded.elapsed() >= KEY_CACHE_TTL);
+            make_room(&mut m, |c| c.loaded + KEY_CACHE_TTL);
             m.insert(
                 key_id.clone(),
                 CachedKey {
@@ -661,9 +676,11 @@ impl KeyCache {
         else {
             return Ok(());
         };
-        make_room(&mut keys, |b| b.full(KEY_FAILURE_BURST, KEY_FAILURE_EVERY));
+        make_room(&mut keys, |b| {
+            b.full_at(KEY_FAILURE_BURST, KEY_FAILURE_EVERY)
+        });
         make_room(&mut addrs, |b| {
-            b.full(ADDR_FAILURE_BURST, ADDR_FAILURE_EVERY)
+            b.full_at(ADDR_FAILURE_BURST, ADDR_FAILURE_EVERY)
         });
         let key_budget = keys.entry(key_id.clone()).or_insert_with(|| FailureBudget {
             tokens: KEY_FAILURE_BURST,
@@ -703,8 +720,26 @@ struct Bucket {
     last: Instant,
     day: i64,
     used_today: u64,
-    /// When `used_today` was last reconciled with the audit log.
+    /// When a request last claimed the reconciliation of `used_today` with the audit log
+    /// (set before the query runs, so that only one runs at a time).
     synced: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(app: &Application, day: i64) -> Bucket {
+        Bucket {
+            tokens: f64::from(app.rate_limit.unwrap_or(u32::MAX)) * 2.0,
+            last: Instant::now(),
+            day,
+            used_today: 0,
+            synced: None,
+        }
+    }
+}
+
+/// Start of the UTC day of `now`, in milliseconds.
+fn day_start(now: Timestamp) -> i64 {
+    now.millis().div_euclid(86_400_000) * 86_400_000
 }
 
 /// Rate limits and daily quotas per application.
@@ -726,16 +761,27 @@ impl Limiter {
         if app.rate_limit.is_none() && app.daily_quota.is_none() {
             return Ok(());
         }
-        let day = now.millis().div_euclid(86_400_000);
-        let stale = self.buckets.lock().map_or(true, |m| {
-            m.get(&app.id)
-                .is_none_or(|b| b.day != day || b.synced.is_none_or(|t| t.elapsed() >= QUOTA_SYNC))
-        });
-        let audited = if app.daily_quota.is_some() && stale {
-            match store
-                .count_admitted_requests(&app.id, Timestamp(day * 86_400_000))
-                .await
-            {
+        let count = || store.count_admitted_requests(&app.id, Timestamp(day_start(now)));
+        self.admit_with(app, now, count).await
+    }
+
+    /// [`admit`](Self::admit) with the audit log's count as a future: run by at most one
+    /// request per application per [`QUOTA_SYNC`] (issue 8 review item 2). The one that
+    /// claims the sync marks the bucket synced *before* the query, so requests arriving while
+    /// it runs count locally instead of piling up their own COUNTs (every minute and at UTC
+    /// midnight). A failed or abandoned sync is retried at the next interval.
+    async fn admit_with<F, Fut>(
+        &self,
+        app: &Application,
+        now: Timestamp,
+        count: F,
+    ) -> Result<(), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<u64, omnidm_core::StoreError>>,
+    {
+        let audited = if app.daily_quota.is_some() && self.claim_sync(app, now) {
+            match count().await {
                 Ok(n) => Some(n),
                 Err(e) => {
                     tracing::warn!(error = %e, app = %app.id, "cannot read the day's requests from the audit log; counting locally");
@@ -746,6 +792,27 @@ impl Limiter {
             None
         };
         self.admit_counted(app, now, audited)
+    }
+
+    /// True when the caller is to re-read the day's count: the bucket is new, of another day,
+    /// or last synced [`QUOTA_SYNC`] ago. It is marked synced (and moved to today) at once,
+    /// under the lock, so concurrent requests do not claim it too.
+    fn claim_sync(&self, app: &Application, now: Timestamp) -> bool {
+        let day = now.millis().div_euclid(86_400_000);
+        let Ok(mut m) = self.buckets.lock() else {
+            return false;
+        };
+        let b = m
+            .entry(app.id.clone())
+            .or_insert_with(|| Bucket::new(app, day));
+        if b.day != day {
+            b.day = day;
+            b.used_today = 0;
+        } else if b.synced.is_some_and(|t| t.elapsed() < QUOTA_SYNC) {
+            return false;
+        }
+        b.synced = Some(Instant::now());
+        true
     }
 
     /// [`admit`](Self::admit) with the audit log's count of the day's admitted requests, when
@@ -761,20 +828,15 @@ impl Limiter {
             return Ok(());
         };
         let rate = f64::from(app.rate_limit.unwrap_or(u32::MAX));
-        let b = m.entry(app.id.clone()).or_insert(Bucket {
-            tokens: rate * 2.0,
-            last: Instant::now(),
-            day,
-            used_today: 0,
-            synced: None,
-        });
+        let b = m
+            .entry(app.id.clone())
+            .or_insert_with(|| Bucket::new(app, day));
         if b.day != day {
             b.day = day;
             b.used_today = 0;
         }
         if let Some(n) = audited {
             b.used_today = b.used_today.max(n);
-            b.synced = Some(Instant::now());
         }
         if let Some(q) = app.daily_quota
             && b.used_today >= q
@@ -896,7 +958,7 @@ mod tests {
         assert_eq!(b.take(2.0, every), Err(60));
         b.refund(2.0);
         assert!(b.take(2.0, every).is_ok());
-        assert!(!b.full(2.0, every));
+        assert!(b.full_at(2.0, every) > Instant::now());
         assert_eq!(
             addr_bucket("2001:db8:1:2:3:4:5:6".parse().unwrap()),
             "2001:db8:1:2::".parse::<IpAddr>().unwrap()
@@ -945,5 +1007,107 @@ mod tests {
             l.admit_counted(&app, Timestamp(0), Some(0)).is_err(),
             "the local count is kept"
         );
+    }
+
+    /// Issue 8 review item 2: requests arriving while the day's count is read from the audit
+    /// log count locally; only one of them runs the COUNT.
+    #[tokio::test]
+    async fn only_one_quota_sync_runs_at_a_time() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let app = Application {
+            id: AppId::new("q").unwrap(),
+            description: String::new(),
+            role: omnidm_core::Role::Application,
+            rate_limit: None,
+            daily_quota: Some(1_000),
+            disabled: false,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        };
+        let l = Limiter::default();
+        let calls = AtomicUsize::new(0);
+        let release = tokio::sync::Notify::new();
+        let count = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            release.notified().await;
+            Ok::<u64, omnidm_core::StoreError>(5)
+        };
+        let pending: Vec<_> = (0..20)
+            .map(|_| l.admit_with(&app, Timestamp(1_000), count))
+            .collect();
+        let all = futures_util::future::join_all(pending);
+        tokio::pin!(all);
+        // Let every request reach (or skip) the COUNT, then let the COUNT finish.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut all)
+                .await
+                .is_err()
+        );
+        release.notify_waiters();
+        let results = all.await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one COUNT, not one per request"
+        );
+        // 19 counted locally while the COUNT ran; its 5 is a floor below that; then its own.
+        let used = l.buckets.lock().unwrap()[&app.id].used_today;
+        assert_eq!(used, 20);
+        // Within the interval nobody syncs again; a new UTC day does.
+        assert!(l.admit_with(&app, Timestamp(2_000), count).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let next_day = l.admit_with(&app, Timestamp(86_400_000), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<u64, omnidm_core::StoreError>(0)
+        });
+        assert!(next_day.await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Issue 8 review item 3: a full failure-budget table evicts the budgets that matter
+    /// least; it no longer empties, so spraying fresh key ids does not reset the throttle of
+    /// the key being attacked (older or newer than the spray).
+    #[test]
+    fn a_full_budget_table_keeps_the_throttled_entries() {
+        let cache = KeyCache::default();
+        let target = KeyId("target".into());
+        let mut throttled = false;
+        for _ in 0..=KEY_FAILURE_BURST as usize {
+            throttled = cache.charge(&target, None).is_err();
+        }
+        assert!(throttled, "the target's budget is empty");
+        // Spray enough fresh key ids to fill the table (and more).
+        for i in 0..MAX_ENTRIES + 500 {
+            let k = KeyId(format!("spray{i}"));
+            assert!(cache.charge(&k, None).is_ok());
+        }
+        assert!(
+            cache.charge(&target, None).is_err(),
+            "the target is still throttled"
+        );
+        let newest = KeyId(format!("spray{}", MAX_ENTRIES + 499));
+        {
+            let keys = cache.key_budgets.lock().unwrap();
+            assert!(keys.len() < MAX_ENTRIES, "bounded: {}", keys.len());
+            assert!(keys.len() > MAX_ENTRIES / 2, "not emptied: {}", keys.len());
+            assert!(keys.contains_key(&newest), "the most recent entry is kept");
+            assert!(
+                !keys.contains_key(&KeyId("spray0".into())),
+                "the oldest spray entry went"
+            );
+        }
+
+        // Plain caches (expiry = insertion time + TTL) drop the oldest first.
+        let mut m: HashMap<u32, Instant> = HashMap::new();
+        let t0 = Instant::now();
+        for i in 0..MAX_ENTRIES as u32 {
+            m.insert(i, t0 + Duration::from_millis(u64::from(i)));
+        }
+        make_room(&mut m, |t| *t + FAILURE_CACHE_TTL);
+        assert_eq!(m.len(), MAX_ENTRIES - MAX_ENTRIES / 10);
+        assert!(!m.contains_key(&0));
+        assert!(m.contains_key(&(MAX_ENTRIES as u32 - 1)));
+        assert!(m.contains_key(&(MAX_ENTRIES as u32 / 10)));
     }
 }

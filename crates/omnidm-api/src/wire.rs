@@ -62,6 +62,97 @@ pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_request("cursor is not one this server issued; pass next_cursor from the previous page unchanged"))
 }
 
+/// Key sealing cursors that mark a position the caller may not see (issue 8 review, item 1):
+/// the device listing's cursor is the last device *examined*, which for an application may be
+/// a device its grants do not cover. Derived from the installation's `cursor_key` server
+/// secret, so every node opens every node's cursors.
+pub struct CursorKey {
+    /// Keystream key.
+    enc: [u8; 32],
+    /// Tag key.
+    mac: [u8; 32],
+}
+
+/// Random bytes before the ciphertext of a sealed cursor.
+const CURSOR_NONCE: usize = 16;
+/// Bytes of the (truncated HMAC-SHA256) tag after the ciphertext.
+const CURSOR_TAG: usize = 16;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn hmac_of(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac as _;
+    // HMAC takes keys of any length; this cannot fail.
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return [0; 32];
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request(
+        "cursor is not one this server issued; pass next_cursor from the previous page unchanged",
+    )
+}
+
+impl CursorKey {
+    /// The key derived from a server secret.
+    pub fn new(secret: &[u8]) -> CursorKey {
+        CursorKey {
+            enc: hmac_of(secret, &[b"omnidm cursor encryption"]),
+            mac: hmac_of(secret, &[b"omnidm cursor authentication"]),
+        }
+    }
+
+    /// XORs `data` with HMAC-SHA256(enc, nonce || counter) blocks.
+    fn apply_keystream(&self, nonce: &[u8], data: &mut [u8]) {
+        for (i, chunk) in data.chunks_mut(32).enumerate() {
+            let block = hmac_of(&self.enc, &[nonce, &(i as u64).to_be_bytes()]);
+            for (b, k) in chunk.iter_mut().zip(block) {
+                *b ^= k;
+            }
+        }
+    }
+
+    /// An opaque cursor for `key`: base64url of nonce || ciphertext || tag (encrypt, then
+    /// MAC). A fresh nonce each time, so two cursors of one position do not match either.
+    pub fn seal(&self, key: &str) -> Result<String, ApiError> {
+        let mut nonce = [0u8; CURSOR_NONCE];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| ApiError::new(Kind::Internal, format!("no randomness: {e}")))?;
+        let mut body = key.as_bytes().to_vec();
+        self.apply_keystream(&nonce, &mut body);
+        let tag = hmac_of(&self.mac, &[&nonce, &body]);
+        let mut out = Vec::with_capacity(CURSOR_NONCE + body.len() + CURSOR_TAG);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&tag[..CURSOR_TAG]);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Inverse of [`seal`](Self::seal); a cursor this installation did not seal (or one
+    /// altered) is a bad request.
+    pub fn open(&self, cursor: &str) -> Result<String, ApiError> {
+        use subtle::ConstantTimeEq as _;
+        let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
+        if raw.len() < CURSOR_NONCE + CURSOR_TAG {
+            return Err(bad_cursor());
+        }
+        let (nonce, rest) = raw.split_at(CURSOR_NONCE);
+        let (body, tag) = rest.split_at(rest.len() - CURSOR_TAG);
+        let expected = hmac_of(&self.mac, &[nonce, body]);
+        if !bool::from(expected[..CURSOR_TAG].ct_eq(tag)) {
+            return Err(bad_cursor());
+        }
+        let mut body = body.to_vec();
+        self.apply_keystream(nonce, &mut body);
+        String::from_utf8(body).map_err(|_| bad_cursor())
+    }
+}
+
 /// Decodes a numeric cursor.
 pub fn decode_num_cursor(cursor: &str) -> Result<u64, ApiError> {
     decode_cursor(cursor)?
@@ -239,5 +330,32 @@ mod tests {
     fn cursors_round_trip() {
         assert_eq!(decode_cursor(&encode_cursor("IMEI:1")).unwrap(), "IMEI:1");
         assert!(decode_cursor("%%%").is_err());
+    }
+
+    /// Issue 8 review item 1: sealed cursors round-trip, hide the position, and refuse
+    /// anything altered or sealed with another installation's key.
+    #[test]
+    fn sealed_cursors_round_trip_and_hide_the_position() {
+        let k = CursorKey::new(&[7; 32]);
+        let id = "IMEI:493005100592800-with-a-long-tail-beyond-one-block";
+        let a = k.seal(id).unwrap();
+        let b = k.seal(id).unwrap();
+        assert_ne!(a, b, "a fresh nonce each time");
+        assert_eq!(k.open(&a).unwrap(), id);
+        let raw = URL_SAFE_NO_PAD.decode(&a).unwrap();
+        assert!(
+            !raw.windows(4).any(|w| w == b"IMEI"),
+            "the id is not in clear"
+        );
+        assert!(
+            k.open(&encode_cursor(id)).is_err(),
+            "plain cursors are refused"
+        );
+        let mut tampered = raw.clone();
+        tampered[CURSOR_NONCE] ^= 1;
+        assert!(k.open(&URL_SAFE_NO_PAD.encode(&tampered)).is_err());
+        assert!(CursorKey::new(&[8; 32]).open(&a).is_err());
+        assert!(k.open("").is_err());
+        assert!(k.open("%%%").is_err());
     }
 }

@@ -20,10 +20,7 @@ use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::groups::device_id;
 use crate::routes::idempotency::{IdemJson, created};
 use crate::state::Api;
-use crate::wire::{
-    Json, Path, Query, check_if_match, decode_cursor, encode_cursor, etag_of, now, page_limit,
-    with_etag,
-};
+use crate::wire::{Json, Path, Query, check_if_match, etag_of, now, page_limit, with_etag};
 
 pub(crate) fn routes<S: WsiStore>() -> Router<Api<S>> {
     Router::new()
@@ -217,7 +214,8 @@ struct DeviceQuery {
     limit: Option<u32>,
 }
 
-/// Lists devices (admin: all; an application: those its grants cover), by id.
+/// Lists devices (admin: all; an application: those its grants cover), by id. The cursor is
+/// sealed (opaque and authenticated): it may mark a device the caller cannot see.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceQuery),
     responses((status = 200, body = Page<DeviceView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_devices<S: WsiStore>(
@@ -233,10 +231,11 @@ async fn list_devices<S: WsiStore>(
         tag: q.tag,
         protocol: q.protocol.map(Protocol::from),
     };
+    // Sealed: the position may be a device the caller cannot see (issue 8 review item 1).
     let mut cursor = q
         .cursor
         .as_deref()
-        .map(decode_cursor)
+        .map(|c| api.shared.cursor_key.open(c))
         .transpose()?
         .map(|c| device_id(&c))
         .transpose()?;
@@ -286,7 +285,10 @@ async fn list_devices<S: WsiStore>(
             break;
         }
     }
-    let next_cursor = cursor.as_ref().map(|c| encode_cursor(c.as_str()));
+    let next_cursor = cursor
+        .as_ref()
+        .map(|c| api.shared.cursor_key.seal(c.as_str()))
+        .transpose()?;
     Ok(axum::Json(Page { items, next_cursor }))
 }
 
