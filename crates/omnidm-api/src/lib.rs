@@ -20,6 +20,7 @@ mod audit;
 pub mod auth;
 pub mod bootstrap;
 mod dto;
+mod limits;
 mod openapi;
 pub mod problem;
 mod routes;

@@ -14,7 +14,8 @@ use omnidm_core::{EventId, NewAudit, WsiStore};
 use tokio::sync::{mpsc, watch};
 
 use crate::access::GrantCache;
-use crate::auth::{Caller, KeyCache, Limiter};
+use crate::auth::{Caller, KeyCache};
+use crate::limits::Limiter;
 use crate::problem::{ApiError, Kind};
 use crate::wire::now;
 
