@@ -477,6 +477,17 @@ impl Operation {
         }
     }
 
+    /// Records top-level commands as not sent after all (the session that claimed them ended
+    /// before they left). Indices out of range are ignored.
+    pub fn mark_unsent(&mut self, indices: &[usize]) {
+        self.sent.resize(self.commands.len(), false);
+        for &i in indices {
+            if let Some(s) = self.sent.get_mut(i) {
+                *s = false;
+            }
+        }
+    }
+
     /// Adds outcomes, replacing any earlier one with the same index; keeps them sorted.
     pub fn merge_outcomes(&mut self, outcomes: impl IntoIterator<Item = CommandOutcome>) {
         for o in outcomes {

@@ -39,6 +39,10 @@ pub struct OpProgress {
     pub id: OperationId,
     /// Top-level commands sent to the device.
     pub sent: Vec<usize>,
+    /// Top-level commands the session queued but never sent (it ended first): they were
+    /// recorded as sent when claimed (crash safety), and are not, so recovery requeues them
+    /// instead of reporting them interrupted (issue 9 item 11).
+    pub unsent: Vec<usize>,
     /// Outcomes received.
     pub outcomes: Vec<CommandOutcome>,
     /// The session is done with it: finish it (`succeeded`/`failed`).

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use omnidm_core::{
     ClientAuth, CommandOutcome, Device, DeviceFilter, DeviceId, DeviceInfo, DevicePage, DmAccount,
-    NewOperation, NodePath, Nonces, OpFilter, OpState, Operation, OperationId, Protocol,
+    NewOperation, NodePath, Nonces, OpFilter, OpProgress, OpState, Operation, OperationId, Protocol,
     Recovery, RecoveryReport, SessionId, SessionOutcome, Store, StoreError, Timestamp, TreeEntry,
     ValueType, recover_interrupted,
 };
@@ -482,14 +482,11 @@ async fn claim_tx(
 async fn apply_progress(
     conn: &mut Conn,
     session: &SessionId,
-    id: OperationId,
-    sent: &[usize],
-    outcomes: Vec<CommandOutcome>,
-    finish: bool,
+    p: &OpProgress,
     now: Timestamp,
 ) -> Result<Operation, StoreError> {
-    let mut op = lock_op(conn, id).await?;
-    progress(&mut op, session, sent, outcomes, finish, now)?;
+    let mut op = lock_op(conn, p.id).await?;
+    progress(&mut op, session, p, now)?;
     save_op(conn, &op).await?;
     Ok(op)
 }
@@ -498,17 +495,22 @@ async fn apply_progress(
 fn progress(
     op: &mut Operation,
     session: &SessionId,
-    sent: &[usize],
-    outcomes: Vec<CommandOutcome>,
-    finish: bool,
+    p: &OpProgress,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let id = op.id;
     held_by(op, session)?;
-    if let Some(&bad) = sent.iter().find(|&&i| i >= op.commands.len()) {
+    if let Some(&bad) = p
+        .sent
+        .iter()
+        .chain(&p.unsent)
+        .find(|&&i| i >= op.commands.len())
+    {
         return Err(StoreError::Invalid(format!("operation {id} has no command {bad}")));
     }
-    op.mark_sent(sent);
+    op.mark_sent(&p.sent);
+    op.mark_unsent(&p.unsent);
+    let (outcomes, finish) = (p.outcomes.clone(), p.finished);
     if finish {
         op.finish(outcomes, now)
             .map_err(|source| StoreError::IllegalTransition { id, source })?;
@@ -669,7 +671,7 @@ async fn apply_outcomes_tx(
             let op = ops
                 .get_mut(&p.id)
                 .ok_or_else(|| StoreError::NotFound(format!("operation {}", p.id)))?;
-            progress(op, &o.session, &p.sent, p.outcomes.clone(), p.finished, o.now)?;
+            progress(op, &o.session, p, o.now)?;
             if op.device_id != *id {
                 return Err(StoreError::Invalid(format!(
                     "operation {} belongs to {}, not {id}",
@@ -1140,7 +1142,14 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        apply_progress(&mut tx, session, id, indices, Vec::new(), false, now).await?;
+        let sent = OpProgress {
+            id,
+            sent: indices.to_vec(),
+            unsent: Vec::new(),
+            outcomes: Vec::new(),
+            finished: false,
+        };
+        apply_progress(&mut tx, session, &sent, now).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -1152,7 +1161,14 @@ impl Store for ThisStore {
         now: Timestamp,
     ) -> Result<Operation, StoreError> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let op = apply_progress(&mut tx, session, id, &[], outcomes, true, now).await?;
+        let done = OpProgress {
+            id,
+            sent: Vec::new(),
+            unsent: Vec::new(),
+            outcomes,
+            finished: true,
+        };
+        let op = apply_progress(&mut tx, session, &done, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(op)
     }

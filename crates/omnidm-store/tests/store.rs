@@ -43,6 +43,7 @@ suite!(
     session_outcomes_batch_equals_one_after_the_other,
     devices_for_session_answer_each_id_in_order,
     server_secrets_are_generated_once,
+    commands_that_never_left_are_requeued,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -780,18 +781,21 @@ async fn crash_recovery(b: &Backend) {
                 OpProgress {
                     id: get_op,
                     sent: vec![],
+                    unsent: vec![],
                     outcomes: vec![ok(0, t(3))],
                     finished: false,
                 },
                 OpProgress {
                     id: exec_op,
                     sent: vec![],
+                    unsent: vec![],
                     outcomes: vec![ok(0, t(3))],
                     finished: false,
                 },
                 OpProgress {
                     id: answered_op,
                     sent: vec![],
+                    unsent: vec![],
                     outcomes: vec![CommandOutcome::status(vec![0], 202, t(3))],
                     finished: false,
                 },
@@ -951,12 +955,14 @@ async fn session_outcome_applies_everything(b: &Backend) {
                 OpProgress {
                     id: finished,
                     sent: vec![0],
+                    unsent: vec![],
                     outcomes: vec![ok(0, t(8))],
                     finished: true,
                 },
                 OpProgress {
                     id: broken,
                     sent: vec![0],
+                    unsent: vec![],
                     outcomes: vec![],
                     finished: false,
                 },
@@ -1023,6 +1029,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
         operations: vec![OpProgress {
             id: o,
             sent: vec![0],
+            unsent: vec![],
             outcomes: vec![ok(0, t(5))],
             finished: true,
         }],
@@ -1300,6 +1307,7 @@ async fn session_outcomes_batch_equals_one_after_the_other(b: &Backend) {
     a.operations = vec![OpProgress {
         id: done,
         sent: vec![0],
+        unsent: vec![],
         outcomes: vec![ok(0, t(5))],
         finished: true,
     }];
@@ -1427,4 +1435,58 @@ async fn the_upgrade_drops_cached_listings_and_credentials() {
     assert_eq!(left, ["./DMAcc/srv1/AppAuth/SRV/AAuthName"]);
     s.close().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 9 item 11: a session that ended before sending a claimed command says so
+/// (`OpProgress::unsent`); the command, recorded as sent when claimed, is then requeued by
+/// the recovery rule, not reported "interrupted" (900), even when it is not idempotent.
+async fn commands_that_never_left_are_requeued(b: &Backend) {
+    let s = b.open().await;
+    let dev = add_device(&s, "dev-a").await.id;
+    let cmds = vec![
+        OpCommand::Get {
+            path: path("./DevInfo/Mod"),
+        },
+        OpCommand::Exec {
+            path: path("./FUMO/fw1/Update"),
+            data: None,
+            correlator: None,
+        },
+    ];
+    let o = submit(&s, "dev-a", cmds).await;
+    let claimed = s
+        .claim_to_send(&dev, &sess("node1:s1"), t(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].sent, vec![true, true]);
+    s.apply_session_outcome(&SessionOutcome {
+        device_id: dev.clone(),
+        session: sess("node1:s1"),
+        now: t(2),
+        contact: None,
+        nonces: None,
+        tree: vec![],
+        tree_deleted: vec![],
+        operations: vec![OpProgress {
+            id: o.id,
+            sent: vec![0],
+            unsent: vec![1],
+            outcomes: vec![ok(0, t(2))],
+            finished: false,
+        }],
+        events: Vec::new(),
+        ended: true,
+    })
+    .await
+    .unwrap();
+    let after = op(&s, o.id).await;
+    assert_eq!(after.state, OpState::Queued, "{after:?}");
+    assert_eq!(after.sent, vec![true, false]);
+    assert!(after.outcome_of(1).is_none(), "not reported as interrupted");
+    let again = s
+        .claim_to_send(&dev, &sess("node1:s2"), t(3))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "the Exec goes out in the next session");
+    s.close().await;
 }

@@ -634,6 +634,7 @@ async fn session_outcomes_derive_events_and_charges(b: &Backend) {
     o.operations = vec![OpProgress {
         id: op.id,
         sent: vec![0, 1, 2],
+        unsent: vec![],
         outcomes: vec![
             CommandOutcome::status(vec![0], 200, t(3)),
             CommandOutcome::status(vec![1], 200, t(3)),
@@ -720,6 +721,7 @@ async fn session_outcomes_derive_events_and_charges(b: &Backend) {
     o.operations = vec![OpProgress {
         id: plain.id,
         sent: vec![0],
+        unsent: vec![],
         outcomes: vec![CommandOutcome::status(vec![0], 200, t(13))],
         finished: true,
     }];

@@ -34,6 +34,8 @@ struct Held {
     converted: bool,
     /// Top-level commands handed to the engine in this session.
     sent: BTreeSet<usize>,
+    /// Top-level commands handed to the engine that it never sent (the session ended first).
+    unsent: BTreeSet<usize>,
     /// Outcomes keyed by index path (top-level and inner).
     outcomes: BTreeMap<Vec<u32>, CommandOutcome>,
 }
@@ -115,6 +117,7 @@ impl Ledger {
             op,
             converted: false,
             sent: BTreeSet::new(),
+            unsent: BTreeSet::new(),
             outcomes: BTreeMap::new(),
         }));
     }
@@ -388,7 +391,20 @@ impl Ledger {
             E::Authenticated(_) => {
                 self.contact.get_or_insert_with(DeviceInfo::default);
             }
-            E::Ended { reason, .. } => {
+            E::Ended { reason, unsent, .. } => {
+                // Commands the engine never sent are not sent: recovery requeues them rather
+                // than reporting them interrupted (issue 9 item 11). Inner commands go with
+                // their top-level container.
+                for tag in unsent {
+                    if let Some(Slot { op, index }) = self.tags.get(tag).cloned()
+                        && let [i] = index[..]
+                        && let Some(held) = self.held.get_mut(op)
+                    {
+                        let i = i as usize;
+                        held.sent.remove(&i);
+                        held.unsent.insert(i);
+                    }
+                }
                 let data = serde_json::json!({
                     "session": self.session.0,
                     "reason": format!("{reason:?}"),
@@ -527,6 +543,7 @@ impl Ledger {
                 OpProgress {
                     id: h.op.id,
                     sent: h.sent.iter().copied().collect(),
+                    unsent: h.unsent.iter().copied().collect(),
                     outcomes: h.outcomes.values().cloned().collect(),
                     finished: answered,
                 }
@@ -1313,6 +1330,46 @@ mod tests {
             paths,
             ["./DevInfo/Ext"],
             "a plain Get answers for its node only"
+        );
+    }
+
+    /// Issue 9 item 11: commands the engine reports as never sent (`Ended { unsent }`) are
+    /// not recorded as sent, so the store's recovery requeues them.
+    #[test]
+    fn commands_the_engine_never_sent_are_reported_unsent() {
+        let ops = vec![op(
+            1,
+            vec![
+                OpCommand::Get {
+                    path: path("./DevInfo/Mod"),
+                },
+                OpCommand::Exec {
+                    path: path("./FUMO/fw1/Update"),
+                    data: None,
+                    correlator: None,
+                },
+            ],
+        )];
+        let mut ledger = Ledger::new(
+            DeviceId::new("IMEI:1").unwrap(),
+            SessionId("n:1".into()),
+            ops,
+        );
+        let tags: Vec<CommandTag> = ledger.commands(Timestamp(1)).iter().map(|c| c.0).collect();
+        ledger.apply(&status(tags[0], 200), Timestamp(2));
+        let ended = ledger.apply(
+            &SessionEvent::Ended {
+                reason: dm::EndReason::TimedOut,
+                unsent: vec![tags[1]],
+                unanswered: vec![],
+            },
+            Timestamp(3),
+        );
+        assert!(ended);
+        let progress = &ledger.outcome(Timestamp(3), true).operations[0];
+        assert_eq!(
+            (progress.sent.clone(), progress.unsent.clone()),
+            (vec![0], vec![1])
         );
     }
 
