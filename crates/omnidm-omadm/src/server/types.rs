@@ -592,6 +592,15 @@ pub enum ProtocolError {
     /// The first message of the session could not be decoded.
     #[error("first message undecodable")]
     UndecodableFirstMessage,
+    /// The message is not OMA DM 1.2 (VerDTD `1.2`, VerProto `DM/1.2`): answered 505 or 513
+    /// and the session ended (SyncML RepPro 1.2 response codes; decision 72).
+    #[error("unsupported version: VerDTD {ver_dtd:?}, VerProto {ver_proto:?}")]
+    UnsupportedVersion {
+        /// The message's VerDTD (at most 40 characters).
+        ver_dtd: String,
+        /// The message's VerProto (at most 40 characters).
+        ver_proto: String,
+    },
 }
 
 /// Why [`ServerSession::handle`](super::ServerSession::handle) refused a message. Grouped by
