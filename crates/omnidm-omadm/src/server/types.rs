@@ -406,7 +406,8 @@ pub enum StatusSource {
     Device,
     /// Derived from the inner statuses (an Atomic/Sequence the device sent no Status for).
     Derived,
-    /// The engine decided without sending (too large for the device, refused by a quirk…).
+    /// The engine decided: without sending (too large for the device, refused by a quirk…),
+    /// or against the device's success (a Get whose Results we refused, 413/424).
     Engine,
 }
 
