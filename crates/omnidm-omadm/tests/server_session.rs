@@ -1108,3 +1108,377 @@ fn a_message_decoded_by_peek_is_handled_exactly_like_raw_bytes() {
     let (_, decoded) = peek_decoded(PKG1, incoming.content_type, Limits::default()).unwrap();
     assert_eq!(run(Some(decoded)), run(None));
 }
+
+/// Package 1 written by hand, with the versions given: Basic funambol/funambol (valid), Alert
+/// 1201 and a DevInfo Replace, Final.
+fn pkg1_with_versions(ver_dtd: &str, ver_proto: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr>\
+         <VerDTD>{ver_dtd}</VerDTD><VerProto>{ver_proto}</VerProto><SessionID>1</SessionID>\
+         <MsgID>1</MsgID><Target><LocURI>{SERVER_URI}</LocURI></Target>\
+         <Source><LocURI>DMCtest</LocURI></Source><Cred><Meta>\
+         <Format xmlns='syncml:metinf'>b64</Format><Type xmlns='syncml:metinf'>syncml:auth-basic</Type>\
+         </Meta><Data>ZnVuYW1ib2w6ZnVuYW1ib2w=</Data></Cred></SyncHdr><SyncBody>\
+         <Alert><CmdID>1</CmdID><Data>1201</Data></Alert>\
+         <Replace><CmdID>2</CmdID><Item><Source><LocURI>./DevInfo/Mod</LocURI></Source>\
+         <Data>test model</Data></Item></Replace><Final/></SyncBody></SyncML>"
+    )
+    .into_bytes()
+}
+
+/// SyncML RepPro 1.2 response codes 505 "DTD Version not supported" (VerDTD) and 513
+/// "Protocol Version not supported" (VerProto); DM RepPro 1.2 §6.1: DM 1.2 is VerDTD 1.2,
+/// VerProto DM/1.2. A message in another version is answered with that code for the SyncHdr
+/// and every command, nothing in it runs (not even authentication, so nothing is claimed),
+/// and the session ends.
+#[test]
+fn rule_unsupported_versions_get_505_or_513_and_nothing_runs() {
+    for (ver_dtd, ver_proto, code) in [
+        ("1.2", "DM/9.9", 513),
+        ("1.2", "DM/1.1", 513),
+        ("1.2", "DS/1.2", 513),
+        ("1.1", "DM/1.2", 505),
+        ("2.0", "DM/1.2", 505),
+        ("1.1", "DM/1.1", 505),
+    ] {
+        let t0 = Instant::now();
+        let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+        s.enqueue(
+            7,
+            DmCommand::Get {
+                uri: uri("./DevInfo/Mod"),
+            },
+        )
+        .unwrap();
+        let body = pkg1_with_versions(ver_dtd, ver_proto);
+        s.handle(Incoming::body(&body), t0).unwrap();
+        let out = s.poll_transmit(t0).unwrap();
+        let m = decode_out(&out);
+        let case = format!("{ver_dtd} {ver_proto}");
+        assert_eq!(
+            (m.header.ver_dtd.as_str(), m.header.ver_proto.as_str()),
+            ("1.2", "DM/1.2")
+        );
+        let sts: Vec<(&str, u32, u16)> = statuses(&m)
+            .iter()
+            .map(|s| (s.cmd.as_str(), s.cmd_ref, s.code.0))
+            .collect();
+        assert_eq!(
+            sts,
+            [
+                ("SyncHdr", 0, code),
+                ("Alert", 1, code),
+                ("Replace", 2, code)
+            ],
+            "{case}"
+        );
+        assert!(
+            m.body
+                .commands
+                .iter()
+                .all(|c| matches!(c, Command::Status(_))),
+            "{case}: no command goes out"
+        );
+        assert!(m.body.final_, "{case}");
+        let ev = drain(&mut s);
+        assert!(
+            !ev.iter().any(|e| matches!(
+                e,
+                SessionEvent::Authenticated(_)
+                    | SessionEvent::Started { .. }
+                    | SessionEvent::DeviceInfo(_)
+                    | SessionEvent::CommandsNeeded
+                    | SessionEvent::NoncesChanged { .. }
+            )),
+            "{case}: {ev:?}"
+        );
+        assert_eq!(
+            ev.last(),
+            Some(&SessionEvent::Ended {
+                reason: EndReason::ProtocolError(ProtocolError::UnsupportedVersion {
+                    ver_dtd: ver_dtd.into(),
+                    ver_proto: ver_proto.into(),
+                }),
+                unsent: vec![7],
+                unanswered: vec![],
+            }),
+            "{case}"
+        );
+        assert!(s.is_finished(), "{case}");
+    }
+}
+
+/// Decision 72: the versions are read liberally in form, not in value — surrounding
+/// whitespace and the case of `DM` are tolerated, and such a message is a normal session.
+#[test]
+fn rule_versions_are_read_without_regard_to_whitespace_and_case() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    let body = pkg1_with_versions(" 1.2\n", "\n dm/1.2 ");
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(matches!(ev[0], SessionEvent::Authenticated(_)), "{ev:?}");
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let codes: Vec<u16> = statuses(&m).iter().map(|s| s.code.0).collect();
+    assert_eq!(codes, [212, 200, 200]);
+}
+
+/// The rule holds for every message, not only package 1: a later message in another version
+/// is refused the same way and ends the session; the Get it answers is left unanswered.
+#[test]
+fn rule_a_later_message_in_another_version_ends_the_session() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Basic, Quirks::default(), t0);
+    s.enqueue(
+        7,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(Incoming::body(&pkg1_with_versions("1.2", "DM/1.2")), t0)
+        .unwrap();
+    drain(&mut s);
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let get_id = m
+        .body
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::Get(_)))
+        .unwrap()
+        .cmd_id();
+    let body = format!(
+        "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/9.9</VerProto>\
+         <SessionID>1</SessionID><MsgID>2</MsgID><Target><LocURI>{SERVER_URI}</LocURI></Target>\
+         <Source><LocURI>DMCtest</LocURI></Source></SyncHdr><SyncBody>\
+         <Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>212</Data></Status>\
+         <Status><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>{get_id}</CmdRef><Cmd>Get</Cmd><Data>200</Data></Status>\
+         <Results><CmdID>3</CmdID><MsgRef>1</MsgRef><CmdRef>{get_id}</CmdRef><Item><Source>\
+         <LocURI>./DevInfo/Mod</LocURI></Source><Data>x</Data></Item></Results><Final/></SyncBody></SyncML>"
+    );
+    s.handle(Incoming::body(body.as_bytes()), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let codes: Vec<(&str, u16)> = statuses(&m)
+        .iter()
+        .map(|s| (s.cmd.as_str(), s.code.0))
+        .collect();
+    assert_eq!(codes, [("SyncHdr", 513)]);
+    let ev = drain(&mut s);
+    assert!(
+        !ev.iter().any(|e| matches!(
+            e,
+            SessionEvent::CommandStatus { .. } | SessionEvent::CommandResults { .. }
+        )),
+        "{ev:?}"
+    );
+    assert!(matches!(
+        ev.last(),
+        Some(SessionEvent::Ended { reason: EndReason::ProtocolError(ProtocolError::UnsupportedVersion { .. }), unanswered, .. }) if unanswered == &vec![7]
+    ));
+}
+
+/// A device message written by hand: SyncHdr of session 1 from DMCtest, then `body`.
+fn device_xml(msg_id: u32, body: &str, final_: bool) -> Vec<u8> {
+    let fin = if final_ { "<Final/>" } else { "" };
+    format!(
+        "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto>\
+         <SessionID>1</SessionID><MsgID>{msg_id}</MsgID><Target><LocURI>{SERVER_URI}</LocURI></Target>\
+         <Source><LocURI>DMCtest</LocURI></Source></SyncHdr><SyncBody>{body}{fin}</SyncBody></SyncML>"
+    )
+    .into_bytes()
+}
+
+fn status_xml(cmd_id: u32, msg_ref: u32, cmd_ref: u32, cmd: &str, code: u16) -> String {
+    format!(
+        "<Status><CmdID>{cmd_id}</CmdID><MsgRef>{msg_ref}</MsgRef><CmdRef>{cmd_ref}</CmdRef>\
+         <Cmd>{cmd}</Cmd><Data>{code}</Data></Status>"
+    )
+}
+
+/// One chunk of `./Big` as an Item (Size only when given: on the first chunk).
+fn chunk_item(data: &str, more: bool, size: Option<u64>) -> String {
+    let meta = size
+        .map(|n| format!("<Meta><Size xmlns='syncml:metinf'>{n}</Size></Meta>"))
+        .unwrap_or_default();
+    let more = if more { "<MoreData/>" } else { "" };
+    format!("<Item><Source><LocURI>./Big</LocURI></Source>{meta}<Data>{data}</Data>{more}</Item>")
+}
+
+fn results_xml(cmd_id: u32, msg_ref: u32, cmd_ref: u32, items: &str) -> String {
+    format!(
+        "<Results><CmdID>{cmd_id}</CmdID><MsgRef>{msg_ref}</MsgRef><CmdRef>{cmd_ref}</CmdRef>{items}</Results>"
+    )
+}
+
+/// A session past package 1 with a Get of `./Big` sent; returns it and the Get's CmdID.
+fn session_with_get(config: &ServerConfig, t0: Instant) -> (ServerSession, u32) {
+    let mut s = ServerSession::new(
+        config,
+        device(AuthType::Basic, Quirks::default()),
+        random(),
+        t0,
+    );
+    s.enqueue(1, DmCommand::Get { uri: uri("./Big") }).unwrap();
+    s.handle(Incoming::body(PKG1), t0).unwrap();
+    drain(&mut s);
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let get_id = m
+        .body
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::Get(_)))
+        .unwrap()
+        .cmd_id();
+    (s, get_id)
+}
+
+fn command_statuses(ev: &[SessionEvent]) -> Vec<(CommandTag, u16, StatusSource)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            SessionEvent::CommandStatus {
+                tag,
+                status,
+                source,
+            } => Some((*tag, status.0, *source)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// DM Protocol 1.2 §7 (large objects): the receiver checks the reassembled object against
+/// the Size of the first chunk and answers 424 "Size mismatch" when they differ. The value is
+/// lost, so the Get fails with 424 — its one CommandStatus — even though the device answered
+/// the Get itself 200 in the message before (issue 9 item 9).
+#[test]
+fn rule_a_get_whose_chunked_results_are_refused_424_fails_with_424() {
+    let t0 = Instant::now();
+    let (mut s, get_id) = session_with_get(&config(), t0);
+    let body = [
+        status_xml(1, 1, 0, "SyncHdr", 212),
+        status_xml(2, 1, get_id, "Get", 200),
+        results_xml(3, 1, get_id, &chunk_item("hello ", true, Some(11))),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(2, &body, false)), t0)
+        .unwrap();
+    let mut ev = drain(&mut s);
+    s.poll_transmit(t0).unwrap();
+    // Size 11 announced, 10 bytes sent.
+    let body = [
+        status_xml(1, 2, 0, "SyncHdr", 200),
+        results_xml(2, 1, get_id, &chunk_item("worl", false, None)),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(3, &body, true)), t0)
+        .unwrap();
+    ev.extend(drain(&mut s));
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(
+        statuses(&m)
+            .iter()
+            .any(|s| s.cmd == "Results" && s.code.0 == 424)
+    );
+    ev.extend(drain(&mut s));
+    assert_eq!(command_statuses(&ev), [(1, 424, StatusSource::Engine)]);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SessionEvent::CommandResults { .. })),
+        "{ev:?}"
+    );
+}
+
+/// The same when the device sends the (refused) Results before the Get's Status, all in one
+/// message: the refusal still decides the Get's status.
+#[test]
+fn rule_results_refused_before_the_gets_status_still_fail_the_get() {
+    let t0 = Instant::now();
+    let (mut s, get_id) = session_with_get(&config(), t0);
+    let items = [
+        chunk_item("hello ", true, Some(11)),
+        chunk_item("worl", false, None),
+    ]
+    .concat();
+    let body = [
+        status_xml(1, 1, 0, "SyncHdr", 212),
+        results_xml(2, 1, get_id, &items),
+        status_xml(3, 1, get_id, "Get", 200),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(2, &body, true)), t0)
+        .unwrap();
+    let ev = drain(&mut s);
+    assert_eq!(command_statuses(&ev), [(1, 424, StatusSource::Engine)]);
+}
+
+/// DM Protocol 1.2 §7 / MaxObjSize: an object larger than we accept is refused 413, and the
+/// chunks the device still sends of it are refused too, never taken for a new object (a
+/// truncated value reported as the Get's result); the Get fails with 413.
+#[test]
+fn rule_an_object_refused_413_fails_the_get_and_its_later_chunks_are_dropped() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.max_obj_size = 8;
+    let (mut s, get_id) = session_with_get(&cfg, t0);
+    let body = [
+        status_xml(1, 1, 0, "SyncHdr", 212),
+        status_xml(2, 1, get_id, "Get", 200),
+        results_xml(3, 1, get_id, &chunk_item("0123456789", true, Some(15))),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(2, &body, false)), t0)
+        .unwrap();
+    let mut ev = drain(&mut s);
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(
+        statuses(&m)
+            .iter()
+            .any(|s| s.cmd == "Results" && s.code.0 == 413)
+    );
+    for (msg_id, data, more) in [(3, "ab", true), (4, "cde", false)] {
+        let body = [
+            status_xml(1, msg_id - 1, 0, "SyncHdr", 200),
+            results_xml(2, 1, get_id, &chunk_item(data, more, None)),
+        ]
+        .concat();
+        s.handle(Incoming::body(&device_xml(msg_id, &body, !more)), t0)
+            .unwrap();
+        let m = decode_out(&s.poll_transmit(t0).unwrap());
+        assert!(
+            statuses(&m)
+                .iter()
+                .any(|s| s.cmd == "Results" && s.code.0 == 413),
+            "chunk {data}"
+        );
+    }
+    ev.extend(drain(&mut s));
+    assert_eq!(command_statuses(&ev), [(1, 413, StatusSource::Engine)]);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SessionEvent::CommandResults { .. })),
+        "{ev:?}"
+    );
+}
+
+/// A session that ends while a Get's Results are still arriving: the Get has no value, so it
+/// is not reported a success — it is left unanswered.
+#[test]
+fn rule_a_get_interrupted_mid_results_is_unanswered_not_succeeded() {
+    let t0 = Instant::now();
+    let (mut s, get_id) = session_with_get(&config(), t0);
+    let body = [
+        status_xml(1, 1, 0, "SyncHdr", 212),
+        status_xml(2, 1, get_id, "Get", 200),
+        results_xml(3, 1, get_id, &chunk_item("hello ", true, Some(11))),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(2, &body, false)), t0)
+        .unwrap();
+    s.poll_transmit(t0).unwrap();
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    let ev = drain(&mut s);
+    assert_eq!(command_statuses(&ev), []);
+    assert!(matches!(
+        ev.last(),
+        Some(SessionEvent::Ended { reason: EndReason::TimedOut, unanswered, .. }) if unanswered == &vec![1]
+    ));
+}

@@ -118,6 +118,16 @@ pub struct ServerSession {
     done: std::collections::HashSet<CommandTag>,
     chunking: Option<OutChunk>,
     reassembly: Option<Reassembly>,
+    /// A large object of the device's we refused (413, 424), by (Get, source URI): its further
+    /// chunks get the same status and are dropped, never taken for a new object.
+    refused_object: Option<((u32, u32), String)>,
+    /// Successful statuses of Gets held back until their Results are in, so that Results
+    /// refused later (413, 424) still decide the Get's one `CommandStatus` (decision 73).
+    held_gets: BTreeMap<CommandTag, StatusCode>,
+    /// Gets whose Results arrived (whole or refused) since their status was held.
+    results_seen: std::collections::HashSet<CommandTag>,
+    /// Gets whose Results were refused before their status arrived: the refusal is the status.
+    refused_results: BTreeMap<CommandTag, StatusCode>,
     /// Our last message lacked Final: the next device message lets us continue the package.
     our_package_open: bool,
     /// Consecutive non-final messages that could place no command (spin guard).
@@ -166,6 +176,10 @@ impl ServerSession {
             done: Default::default(),
             chunking: None,
             reassembly: None,
+            refused_object: None,
+            held_gets: BTreeMap::new(),
+            results_seen: Default::default(),
+            refused_results: BTreeMap::new(),
             our_package_open: false,
             stalled: 0,
             pending: None,
@@ -352,8 +366,51 @@ impl ServerSession {
                 self.device_max_obj = meta.max_obj_size;
             }
         }
+        if let Some(code) = unsupported_version(&msg.header) {
+            self.refuse_version(&msg, code);
+            return Ok(());
+        }
         self.process(&msg, incoming);
         Ok(())
+    }
+
+    /// Answers a message in a version we do not speak: the SyncHdr and every command get
+    /// `code` (505 or 513), nothing is executed — no authentication, so no
+    /// [`SessionEvent::Authenticated`], no `Started`, no DevInfo, no statuses or results taken
+    /// for our commands — and the session ends after this reply (decision 72). Our reply
+    /// carries VerDTD 1.2 / VerProto DM/1.2, which tells the device what we do speak.
+    fn refuse_version(&mut self, msg: &Message, code: StatusCode) {
+        let in_msg = msg.header.msg_id;
+        let mut statuses = vec![Status {
+            cmd_id: 0,
+            msg_ref: in_msg,
+            cmd_ref: 0,
+            cmd: "SyncHdr".into(),
+            target_refs: vec![msg.header.target.loc_uri.clone()],
+            source_refs: vec![msg.header.source.loc_uri.clone()],
+            cred: None,
+            chal: None,
+            code,
+            items: Vec::new(),
+        }];
+        // Status and Results are answers, not commands: no Status for them (as in `process`).
+        statuses.extend(
+            msg.body
+                .commands
+                .iter()
+                .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
+                .map(|c| status_for(in_msg, c, code)),
+        );
+        let reason = EndReason::ProtocolError(ProtocolError::UnsupportedVersion {
+            ver_dtd: msg.header.ver_dtd.chars().take(40).collect(),
+            ver_proto: msg.header.ver_proto.chars().take(40).collect(),
+        });
+        self.pending = Some(Plan {
+            statuses,
+            extra: Vec::new(),
+            mode: Mode::EndAfter(reason),
+            in_msg_id: in_msg,
+        });
     }
 
     // -----------------------------------------------------------------------------------------
@@ -495,6 +552,7 @@ impl ServerSession {
         if let Some(m) = rejected_msg {
             self.requeue_refused(m);
         }
+        self.release_gets(msg.body.final_);
         if self.device.quirks.atomic_without_status || msg.body.final_ {
             self.derive_containers();
         }
@@ -647,7 +705,56 @@ impl ServerSession {
                 }
                 self.final_status(tag, st.code, StatusSource::Device);
             }
+            SentKind::Get if st.code.is_success() => match self.refused_results.remove(&tag) {
+                Some(code) => {
+                    if let Some(s) = self.sent.get_mut(&key) {
+                        s.status = Some(code);
+                    }
+                    self.final_status(tag, code, StatusSource::Engine);
+                }
+                // Held until its Results are in (released in `release_gets`).
+                None => {
+                    self.held_gets.insert(tag, st.code);
+                }
+            },
             _ => self.final_status(tag, st.code, StatusSource::Device),
+        }
+    }
+
+    /// Results for the Get `key` were refused with `code` (413 too large, 424 size
+    /// mismatch): the value is lost, so the Get fails with that code — a Get whose only
+    /// purpose is its value cannot be a success without it (issue 9 item 9, decision 73).
+    fn refuse_results(&mut self, key: (u32, u32), tag: CommandTag, code: StatusCode) {
+        self.results_seen.insert(tag);
+        if self.held_gets.remove(&tag).is_some() {
+            if let Some(s) = self.sent.get_mut(&key) {
+                s.status = Some(code);
+            }
+            self.final_status(tag, code, StatusSource::Engine);
+        } else if !self.done.contains(&tag) {
+            self.refused_results.insert(tag, code);
+        }
+        // Otherwise the Get's status went out before its Results began (a device that sent
+        // them a package later): the `LargeObjectDropped` anomaly is all that can be said.
+    }
+
+    /// Releases the held Get statuses whose Results are in (or that can expect none any more:
+    /// the device's package is over) and are not being reassembled.
+    fn release_gets(&mut self, package_over: bool) {
+        let ready: Vec<CommandTag> = self
+            .held_gets
+            .keys()
+            .copied()
+            .filter(|t| {
+                self.reassembly.as_ref().is_none_or(|ra| ra.tag != *t)
+                    && (package_over || self.results_seen.contains(t))
+            })
+            .collect();
+        for tag in ready {
+            self.results_seen.remove(&tag);
+            if let Some(code) = self.held_gets.remove(&tag) {
+                self.final_status(tag, code, StatusSource::Device);
+            }
         }
     }
 
@@ -822,10 +929,22 @@ impl ServerSession {
                 }));
             return;
         };
+        self.results_seen.insert(tag);
         let mut reports = Vec::new();
         let mut result_status = None;
         for item in &r.items {
             let rep = report(item, r.meta.as_ref());
+            if let Some((k, u)) = &self.refused_object
+                && *k == key
+                && *u == rep.uri
+            {
+                // A further chunk of an object we refused: same answer, dropped.
+                if !item.more_data {
+                    self.refused_object = None;
+                }
+                result_status = result_status.or(Some(StatusCode::REQUEST_ENTITY_TOO_LARGE));
+                continue;
+            }
             let continuing = self
                 .reassembly
                 .as_ref()
@@ -869,12 +988,16 @@ impl ServerSession {
             }
             if ra.bytes.len() as u64 > u64::from(self.config.max_obj_size) {
                 self.reassembly = None;
+                if item.more_data {
+                    self.refused_object = Some((key, rep.uri.clone()));
+                }
                 self.events
                     .push_back(SessionEvent::Anomaly(Anomaly::LargeObjectDropped {
                         tag: Some(tag),
                         code: 413,
                     }));
                 result_status = Some(StatusCode::REQUEST_ENTITY_TOO_LARGE);
+                self.refuse_results(key, tag, StatusCode::REQUEST_ENTITY_TOO_LARGE);
                 continue;
             }
             if item.more_data {
@@ -892,6 +1015,7 @@ impl ServerSession {
                         code: 424,
                     }));
                 result_status = Some(StatusCode::SIZE_MISMATCH);
+                self.refuse_results(key, tag, StatusCode::SIZE_MISMATCH);
                 continue;
             }
             let data = if ra.all_text {
@@ -1292,6 +1416,15 @@ impl ServerSession {
             unsent.push(t);
         }
         let mut unanswered = Vec::new();
+        // A Get whose Results were still arriving has no value and no final status: it is
+        // unanswered (idempotent, the driver may send it again). Other held statuses stand.
+        for (tag, code) in std::mem::take(&mut self.held_gets) {
+            if self.reassembly.as_ref().is_some_and(|ra| ra.tag == tag) {
+                unanswered.push(tag);
+            } else {
+                self.final_status(tag, code, StatusSource::Device);
+            }
+        }
         for s in self.sent.values() {
             if s.resolved
                 || matches!(s.kind, SentKind::Chunk)
@@ -1410,6 +1543,30 @@ fn placeholder_status() -> Status {
 }
 
 /// A Status answering the device's command `c` of message `msg_ref`.
+/// SyncML RepPro 1.2, response status codes: 505 "DTD Version not supported" (the
+/// recipient does not support the version of the SyncML DTD, i.e. `VerDTD`) and 513
+/// "Protocol Version not supported" (the version of the protocol, i.e. `VerProto`).
+const DTD_VERSION_NOT_SUPPORTED: StatusCode = StatusCode(505);
+const PROTOCOL_VERSION_NOT_SUPPORTED: StatusCode = StatusCode(513);
+
+/// The status a message in an unsupported version gets, `None` for DM 1.2.
+///
+/// DM RepPro 1.2 §6.1 (VerDTD, VerProto): a DM 1.2 message has VerDTD `1.2` and VerProto
+/// `DM/1.2`. The decoder already trims surrounding whitespace; `DM` is compared without
+/// regard to case (a quirk tolerated, not a version). VerDTD is checked first: a message
+/// whose representation we do not speak is not read for its protocol (decision 72).
+fn unsupported_version(h: &Header) -> Option<StatusCode> {
+    if h.ver_dtd.trim() != "1.2" {
+        return Some(DTD_VERSION_NOT_SUPPORTED);
+    }
+    let proto = h.ver_proto.trim();
+    let dm_1_2 = proto.len() == 6
+        && proto.is_char_boundary(3)
+        && proto[..3].eq_ignore_ascii_case("DM/")
+        && &proto[3..] == "1.2";
+    (!dm_1_2).then_some(PROTOCOL_VERSION_NOT_SUPPORTED)
+}
+
 fn status_for(msg_ref: u32, c: &Command, code: StatusCode) -> Status {
     Status {
         cmd_id: 0,

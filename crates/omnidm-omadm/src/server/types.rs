@@ -406,7 +406,8 @@ pub enum StatusSource {
     Device,
     /// Derived from the inner statuses (an Atomic/Sequence the device sent no Status for).
     Derived,
-    /// The engine decided without sending (too large for the device, refused by a quirk…).
+    /// The engine decided: without sending (too large for the device, refused by a quirk…),
+    /// or against the device's success (a Get whose Results we refused, 413/424).
     Engine,
 }
 
@@ -592,6 +593,15 @@ pub enum ProtocolError {
     /// The first message of the session could not be decoded.
     #[error("first message undecodable")]
     UndecodableFirstMessage,
+    /// The message is not OMA DM 1.2 (VerDTD `1.2`, VerProto `DM/1.2`): answered 505 or 513
+    /// and the session ended (SyncML RepPro 1.2 response codes; decision 72).
+    #[error("unsupported version: VerDTD {ver_dtd:?}, VerProto {ver_proto:?}")]
+    UnsupportedVersion {
+        /// The message's VerDTD (at most 40 characters).
+        ver_dtd: String,
+        /// The message's VerProto (at most 40 characters).
+        ver_proto: String,
+    },
 }
 
 /// Why [`ServerSession::handle`](super::ServerSession::handle) refused a message. Grouped by
