@@ -69,6 +69,11 @@ pub struct SessionOutcome {
     pub tree_deleted: Vec<NodePath>,
     /// Operation progress.
     pub operations: Vec<OpProgress>,
+    /// Asynchronous results the session's Generic Alerts brought for Execs of this or earlier
+    /// sessions (already checked to be this device's): amended after `operations`, in the
+    /// same transaction, so a crash cannot keep the session and lose its completions (issue 9
+    /// item 12). A report for an operation of another device is skipped.
+    pub reports: Vec<(OperationId, CommandOutcome)>,
     /// Events the adapter observed (session start and end, generic alerts), appended in
     /// the same transaction as everything else; the store adds the events it derives itself
     /// (device seen, operation state changes, command results).

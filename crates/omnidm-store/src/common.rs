@@ -599,7 +599,13 @@ async fn apply_outcomes_tx(
     // Operations with progress: the same.
     let op_ids: Vec<i64> = outcomes
         .iter()
-        .flat_map(|o| o.operations.iter().map(|p| to_i64(p.id.0)))
+        .flat_map(|o| {
+            o.operations
+                .iter()
+                .map(|p| p.id)
+                .chain(o.reports.iter().map(|(id, _)| *id))
+                .map(|id| to_i64(id.0))
+        })
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -679,6 +685,18 @@ async fn apply_outcomes_tx(
                 )));
             }
             derived.progress(op, &p.outcomes, o.now);
+            ops_changed.push(op.id);
+        }
+        // Completions of Execs (this session's or earlier ones'): after the progress above, so
+        // a report answering an Exec of this very session amends its 202.
+        for (report_id, report) in &o.reports {
+            let Some(op) = ops.get_mut(report_id).filter(|op| op.device_id == *id) else {
+                continue; // not this device's operation (or gone): nothing to amend
+            };
+            let amended = vec![report.clone()];
+            derived.results(op, &amended, o.now, false);
+            op.merge_outcomes(amended);
+            op.updated_at = o.now;
             ops_changed.push(op.id);
         }
     }

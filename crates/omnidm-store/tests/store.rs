@@ -44,6 +44,7 @@ suite!(
     devices_for_session_answer_each_id_in_order,
     server_secrets_are_generated_once,
     commands_that_never_left_are_requeued,
+    completions_commit_with_their_session,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -800,6 +801,7 @@ async fn crash_recovery(b: &Backend) {
                     finished: false,
                 },
             ],
+            reports: vec![],
             events: Vec::new(),
             ended: false,
         })
@@ -967,6 +969,7 @@ async fn session_outcome_applies_everything(b: &Backend) {
                     finished: false,
                 },
             ],
+            reports: vec![],
             events: Vec::new(),
             ended: true,
         })
@@ -1012,6 +1015,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
         tree: vec![entry("./Good", "1", t(5))],
         tree_deleted: vec![],
         operations: vec![],
+        reports: vec![],
         events: Vec::new(),
         ended: true,
     };
@@ -1033,6 +1037,7 @@ async fn session_outcome_is_atomic(b: &Backend) {
             outcomes: vec![ok(0, t(5))],
             finished: true,
         }],
+        reports: vec![],
         events: Vec::new(),
         ended: true,
     };
@@ -1299,6 +1304,7 @@ async fn session_outcomes_batch_equals_one_after_the_other(b: &Backend) {
         tree: vec![],
         tree_deleted: vec![],
         operations: vec![],
+        reports: vec![],
         events: vec![],
         ended: true,
     };
@@ -1474,6 +1480,7 @@ async fn commands_that_never_left_are_requeued(b: &Backend) {
             outcomes: vec![ok(0, t(2))],
             finished: false,
         }],
+        reports: vec![],
         events: Vec::new(),
         ended: true,
     })
@@ -1488,5 +1495,66 @@ async fn commands_that_never_left_are_requeued(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(again.len(), 1, "the Exec goes out in the next session");
+    s.close().await;
+}
+
+/// Issue 9 item 12: the asynchronous results a session's Generic Alerts bring are written in
+/// the session's own transaction (one session, one transaction): the Exec answered 202 in
+/// this session and completed by a report in the same session ends with the report's code,
+/// and a report naming another device's operation changes nothing.
+async fn completions_commit_with_their_session(b: &Backend) {
+    let s = b.open().await;
+    let dev = add_device(&s, "dev-a").await.id;
+    add_device(&s, "dev-b").await;
+    let exec = || {
+        vec![OpCommand::Exec {
+            path: path("./FUMO/fw1/Update"),
+            data: None,
+            correlator: None,
+        }]
+    };
+    let mine = submit(&s, "dev-a", exec()).await;
+    let theirs = submit(&s, "dev-b", exec()).await;
+    s.claim_to_send(&dev, &sess("node1:s1"), t(1))
+        .await
+        .unwrap();
+    let report = |code: u16| CommandOutcome {
+        index: vec![0],
+        status: code,
+        results: vec![],
+        answer: None,
+        finished_at: t(2),
+    };
+    s.apply_session_outcome(&SessionOutcome {
+        device_id: dev.clone(),
+        session: sess("node1:s1"),
+        now: t(2),
+        contact: None,
+        nonces: None,
+        tree: vec![],
+        tree_deleted: vec![],
+        operations: vec![OpProgress {
+            id: mine.id,
+            sent: vec![0],
+            unsent: vec![],
+            outcomes: vec![report(202)],
+            finished: true,
+        }],
+        reports: vec![(mine.id, report(410)), (theirs.id, report(200))],
+        events: Vec::new(),
+        ended: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        op(&s, mine.id).await.outcome_of(0).map(|o| o.status),
+        Some(410)
+    );
+    let other = op(&s, theirs.id).await;
+    assert_eq!(other.state, OpState::Queued);
+    assert!(
+        other.outcome_of(0).is_none(),
+        "another device's operation is untouched"
+    );
     s.close().await;
 }

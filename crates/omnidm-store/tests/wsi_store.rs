@@ -162,6 +162,7 @@ fn outcome(device: &DeviceId, session: &str, now: Timestamp) -> SessionOutcome {
         tree: Vec::new(),
         tree_deleted: Vec::new(),
         operations: Vec::new(),
+        reports: vec![],
         events: Vec::new(),
         ended: false,
     }

@@ -525,11 +525,6 @@ impl Ledger {
         }
     }
 
-    /// Outcomes that generic alerts of this session report for earlier operations.
-    pub fn async_reports(&self) -> &[(OperationId, CommandOutcome)] {
-        &self.reports
-    }
-
     /// What the store must write. With `ended`, operations the session still holds go
     /// through the recovery rule in the store (resend what is safe, report the rest).
     pub fn outcome(&self, now: Timestamp, ended: bool) -> SessionOutcome {
@@ -558,6 +553,7 @@ impl Ledger {
             tree: self.tree.values().cloned().collect(),
             tree_deleted: self.tree_deleted.clone(),
             operations,
+            reports: self.reports.clone(),
             events: self.events.clone(),
             ended,
         }

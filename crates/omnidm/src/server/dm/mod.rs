@@ -872,24 +872,6 @@ impl DmEndpoint {
                 tracing::error!(device = %live.device_id, error = %e, "cannot store the session outcome")
             }
         }
-        // After the session's own outcome: a report may answer an Exec of this very session.
-        for (op, outcome) in live.ledger.async_reports() {
-            match self
-                .inner
-                .store
-                .amend_outcomes(*op, &live.device_id, vec![outcome.clone()], stamp)
-                .await
-            {
-                Ok(_) => tracing::info!(
-                    operation = op.0,
-                    status = outcome.status,
-                    "asynchronous result recorded"
-                ),
-                Err(e) => {
-                    tracing::warn!(device = %live.device_id, operation = op.0, error = %e, "asynchronous result not recorded")
-                }
-            }
-        }
         metrics::histogram!("omnidm_dm_session_seconds")
             .record(live.started.elapsed().as_secs_f64());
     }
