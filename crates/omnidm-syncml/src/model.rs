@@ -148,9 +148,10 @@ impl Meta {
 pub enum Data {
     /// Character data (in XML: text, escaped or CDATA, or embedded markup kept as text).
     Text(String),
-    /// Bytes carried as WBXML `OPAQUE`. XML has no binary: the XML writer emits UTF-8 bytes as
-    /// text and anything else base64-encoded (the DM convention for `b64` format); either reads
-    /// back as `Text`.
+    /// Bytes carried as WBXML `OPAQUE`, kept exactly. XML has no binary: the XML writer emits
+    /// UTF-8 bytes as text (without a trailing NUL terminator, [`strip_nul_terminator`]) and
+    /// anything else base64-encoded (the DM convention for `b64` format); either reads back as
+    /// `Text`.
     Opaque(Vec<u8>),
 }
 
