@@ -714,7 +714,8 @@ pub fn verify_cred_element_with_key(
     };
     let text = match &cred.data {
         crate::Data::Text(s) => std::borrow::Cow::Borrowed(s.as_str()),
-        crate::Data::Opaque(b) => match std::str::from_utf8(b) {
+        // Text in OPAQUE may carry a C string's NUL terminator (decision 71).
+        crate::Data::Opaque(b) => match std::str::from_utf8(crate::strip_nul_terminator(b)) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => std::borrow::Cow::Owned(STANDARD.encode(b)),
         },

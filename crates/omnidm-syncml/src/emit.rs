@@ -176,10 +176,12 @@ fn alert<S: Sink + ?Sized>(s: &mut S, a: &Alert) {
     if let Some(c) = &a.cred {
         cred(s, c);
     }
+    // SyncML RepPro 1.2 DTD: Alert (CmdID, NoResp?, Cred?, Data?, Correlator?, Item*) —
+    // the alert code comes before the correlator.
+    s.number(Tag::Data, a.code.0.into());
     if let Some(c) = &a.correlator {
         s.leaf(Tag::Correlator, c);
     }
-    s.number(Tag::Data, a.code.0.into());
     for i in &a.items {
         item(s, i, false);
     }

@@ -148,9 +148,10 @@ impl Meta {
 pub enum Data {
     /// Character data (in XML: text, escaped or CDATA, or embedded markup kept as text).
     Text(String),
-    /// Bytes carried as WBXML `OPAQUE`. XML has no binary: the XML writer emits UTF-8 bytes as
-    /// text and anything else base64-encoded (the DM convention for `b64` format); either reads
-    /// back as `Text`.
+    /// Bytes carried as WBXML `OPAQUE`, kept exactly. XML has no binary: the XML writer emits
+    /// UTF-8 bytes as text (without a trailing NUL terminator, [`strip_nul_terminator`]) and
+    /// anything else base64-encoded (the DM convention for `b64` format); either reads back as
+    /// `Text`.
     Opaque(Vec<u8>),
 }
 
@@ -160,12 +161,25 @@ impl Default for Data {
     }
 }
 
+/// `bytes` without the NUL bytes at its end.
+///
+/// Clients built on C SyncML toolkits put a C string into WBXML `OPAQUE` with its terminator
+/// (libdmclient sends `chr\0`); WBXML's own inline strings (`STR_I`) are NUL-terminated by
+/// the format (WBXML 1.3 §5.8.4.1) and never carry one in their content. A trailing NUL is
+/// therefore read as a terminator wherever opaque bytes are read as *text* (decision 71);
+/// the bytes themselves ([`Data::as_bytes`]) are kept exactly, binary values may end in 0.
+pub fn strip_nul_terminator(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
 impl Data {
-    /// The text, or the bytes if they are valid UTF-8.
+    /// The text, or the bytes if they are valid UTF-8 once a trailing NUL terminator is
+    /// removed ([`strip_nul_terminator`]).
     pub fn as_text(&self) -> Option<&str> {
         match self {
             Data::Text(s) => Some(s),
-            Data::Opaque(b) => std::str::from_utf8(b).ok(),
+            Data::Opaque(b) => std::str::from_utf8(strip_nul_terminator(b)).ok(),
         }
     }
 
@@ -349,7 +363,7 @@ pub struct ItemCommand {
     pub items: Vec<Item>,
 }
 
-/// `<Alert>`: `(CmdID, NoResp?, Cred?, Correlator?, Data, Item*)`.
+/// `<Alert>`: `(CmdID, NoResp?, Cred?, Data?, Correlator?, Item*)` (SyncML RepPro 1.2 DTD).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     /// `CmdID`.

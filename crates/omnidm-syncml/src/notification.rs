@@ -7,7 +7,7 @@
 //! ```text
 //! digest            128 bits   H(B64(H(server-identifier:password)):nonce:B64(H(trigger)))
 //! trigger-hdr:
-//!   version          10 bits   notification version × 10 (12 = 1.2)
+//!   version          10 bits   0000001011 (11) for DM 1.2, see [`Version::DM_1_2`]
 //!   ui-mode           2 bits   00 not specified, 01 background, 10 informative, 11 user interaction
 //!   initiator         1 bit    0 client (user), 1 server
 //!   future-use       27 bits   MUST be 0 (accepted and preserved when not)
@@ -45,19 +45,24 @@ pub const FIXED_HEADER_LEN: usize = 8;
 /// Smallest possible package 0: digest + fixed header + empty server identifier.
 pub const MIN_LEN: usize = DIGEST_LEN + FIXED_HEADER_LEN;
 
-/// The 10-bit version field: the notification version times ten (§6.2.2.6).
+/// The 10-bit `version` field of the trigger header (§6.2.2.6).
+///
+/// DM Notification 1.2 prescribes the binary value `0000001011` (11) for a DM 1.2
+/// notification: the field is *not* "version × 10". Clients written to the text check it
+/// exactly (libdmclient accepts 11 and nothing else, `PRV_VERSION_MIN/MAX` in its
+/// `package0.c`), so [`Version::DM_1_2`] is the default. Other values are kept representable
+/// because the field is a per-device choice (decision 69): a device profile may need the
+/// value 12 that some servers send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Version(u16);
 
 impl Version {
-    /// Version 1.2 (field value 12), the default this server emits.
-    ///
-    /// Interop note: the DM Notification text "this version MUST have `0000001011`" (11) has
-    /// been carried into some 1.2 clients (libdmclient accepts exactly 11), so the engine may
-    /// need [`Version::V1_1`] for such devices.
-    pub const V1_2: Version = Version(12);
-    /// Version 1.1 (field value 11).
-    pub const V1_1: Version = Version(11);
+    /// The value DM Notification 1.2 prescribes for DM 1.2: binary `0000001011`, 11. The
+    /// default.
+    pub const DM_1_2: Version = Version(11);
+    /// Field value 12 ("1.2" read as version × 10): not what the specification prescribes, but
+    /// sent by some servers and expected by some devices; choose it per device profile.
+    pub const TWELVE: Version = Version(12);
     /// Largest value representable in 10 bits.
     pub const MAX: u16 = 0x3ff;
 
@@ -77,14 +82,19 @@ impl Version {
 }
 
 impl Default for Version {
+    /// [`Version::DM_1_2`], what the specification prescribes.
     fn default() -> Version {
-        Version::V1_2
+        Version::DM_1_2
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+        if *self == Version::DM_1_2 {
+            f.write_str("1.2")
+        } else {
+            write!(f, "non-standard ({})", self.0)
+        }
     }
 }
 
@@ -165,7 +175,8 @@ impl fmt::Display for ServerId {
 /// The content of a package 0, without its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Notification {
-    /// Notification version (10 bits).
+    /// The `version` field (10 bits); [`Version::DM_1_2`] (11) unless a device profile needs
+    /// another value.
     pub version: Version,
     /// User-interaction recommendation.
     pub ui_mode: UiMode,
@@ -349,7 +360,8 @@ mod tests {
     fn version_limits_and_display() {
         assert_eq!(Version::new(1024), None);
         assert_eq!(Version::new(1023).map(Version::get), Some(1023));
-        assert_eq!(Version::V1_2.to_string(), "1.2");
+        assert_eq!(Version::DM_1_2.to_string(), "1.2");
+        assert_eq!(Version::TWELVE.to_string(), "non-standard (12)");
     }
 
     #[test]

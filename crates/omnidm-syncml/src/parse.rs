@@ -106,7 +106,12 @@ impl<'a, S: Source<'a>> Parser<'a, S> {
                         out.push_str(&t);
                     }
                 }
-                Ev::Opaque(b) => out.push_str(&String::from_utf8_lossy(b)),
+                // A C string in OPAQUE brings its terminator (decision 71).
+                Ev::Opaque(b) => {
+                    out.push_str(&String::from_utf8_lossy(
+                        crate::model::strip_nul_terminator(b),
+                    ));
+                }
                 Ev::End => return Ok(out),
                 Ev::Start(_) | Ev::Unknown(_) => {
                     self.skip(tag.name())?;

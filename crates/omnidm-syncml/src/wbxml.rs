@@ -170,7 +170,9 @@ impl<'a> Source<'a> for WbxmlSource<'a> {
             (None, None) => Data::Text(String::new()),
             // Mixed strings and opaque: rare and odd; keep everything as text.
             (Some(mut t), Some(bytes)) => {
-                t.push_str(&String::from_utf8_lossy(&bytes));
+                t.push_str(&String::from_utf8_lossy(
+                    crate::model::strip_nul_terminator(&bytes),
+                ));
                 Data::Text(t)
             }
         })

@@ -135,8 +135,9 @@ impl<O: Out> Sink for XmlSink<O> {
     fn opaque(&mut self, bytes: &[u8]) {
         // WBXML clients put plain strings in OPAQUE too (the captured client does): those stay
         // text. XML has no binary, so anything else is written base64-encoded, as DM carries
-        // binary values in XML (format b64).
-        match std::str::from_utf8(bytes) {
+        // binary values in XML (format b64). A C string's NUL terminator is not part of the
+        // text (decision 71); it would otherwise become U+FFFD.
+        match std::str::from_utf8(crate::model::strip_nul_terminator(bytes)) {
             Ok(text) => escape_into(&mut self.out, text),
             Err(_) => {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);

@@ -38,7 +38,7 @@ fn python_sample_v12_background() {
     );
     let d = decode(&data).unwrap();
     let want = Notification {
-        version: Version::V1_2,
+        version: Version::TWELVE,
         ui_mode: UiMode::Background,
         initiator: Initiator::Server,
         session_id: 0x1234,
@@ -64,7 +64,7 @@ fn python_sample_v11_user_interaction_vendor_body() {
     let data = sample("v11-userinteraction-vendor.bin");
     let d = decode(&data).unwrap();
     let want = Notification {
-        version: Version::V1_1,
+        version: Version::DM_1_2,
         ui_mode: UiMode::UserInteraction,
         initiator: Initiator::Client,
         session_id: 0xffff,
@@ -110,6 +110,47 @@ fn errors_have_offsets() {
         decode(&bad),
         Err(NotificationError::ServerIdNotUtf8 { offset: 24 })
     );
+}
+
+/// Bytes from a string of `0`/`1` digits (spaces ignored), most significant bit first.
+fn bits(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
+    assert_eq!(digits.len() % 8, 0, "whole bytes only");
+    digits
+        .chunks(8)
+        .map(|c| c.iter().fold(0u8, |acc, d| (acc << 1) | (d - b'0')))
+        .collect()
+}
+
+/// DM Notification 1.2 §6.2.2.6: the `version` field of a DM 1.2 trigger header is binary
+/// `0000001011` (11), not 12 — clients written to the text (libdmclient) accept nothing else.
+/// The header below is written out bit by bit, field by field (§6.2.1).
+#[test]
+fn rule_dm_notification_6_2_2_6_version_field_is_0000001011() {
+    let header = bits(concat!(
+        "0000001011 ",                  // version
+        "00 ",                          // ui-mode: not specified
+        "1 ",                           // initiator: server
+        "000000000000000000000000000 ", // future-use (27 bits)
+        "0000000000101010 ",            // sessionid 42
+        "00000110",                     // length-identifier 6
+    ));
+    let mut trigger = header.clone();
+    trigger.extend_from_slice(b"omnidm");
+    let n = Notification {
+        session_id: 42,
+        server_id: ServerId::new("omnidm").unwrap(),
+        ..Notification::default()
+    };
+    assert_eq!(n.version, Version::DM_1_2);
+    assert_eq!(Version::DM_1_2.get(), 11);
+    let server = Credentials::new("omnidm", "srvsecret");
+    let bytes = encode(&n, &server, &counting_nonce());
+    assert_eq!(&bytes[16..], trigger.as_slice());
+    // And a hand-built message with that header decodes to the DM 1.2 version.
+    let mut msg = vec![0u8; 16];
+    msg.extend_from_slice(&trigger);
+    assert_eq!(decode(&msg).unwrap().notification.version, Version::DM_1_2);
 }
 
 fn arb_notification() -> impl Strategy<Value = Notification> {

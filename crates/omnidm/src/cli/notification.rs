@@ -85,7 +85,8 @@ pub struct EncodeArgs {
     /// Vendor-specific trigger body, as hex.
     #[arg(long, value_name = "HEX")]
     vendor_hex: Option<String>,
-    /// Notification version field: 1.2 (default) or 1.1, which some 1.2 clients insist on.
+    /// Notification version field: 1.2 (default: the field value 11 that DM Notification 1.2
+    /// prescribes) or a raw field value 0 to 1023 (12 for devices that expect "version × 10").
     #[arg(long, value_name = "VERSION", default_value = "1.2", value_parser = parse_version)]
     notification_version: u16,
     /// Output file (default: standard output, which must not be a terminal).
@@ -106,13 +107,12 @@ fn parse_session_id(s: &str) -> Result<u16, String> {
 
 fn parse_version(s: &str) -> Result<u16, String> {
     match s {
-        "1.2" => Ok(12),
-        "1.1" => Ok(11),
+        "1.2" => Ok(Version::DM_1_2.get()),
         other => other
             .parse::<u16>()
             .ok()
             .filter(|v| *v <= Version::MAX)
-            .ok_or_else(|| format!("{s:?}: use 1.2, 1.1, or a raw field value 0 to 1023")),
+            .ok_or_else(|| format!("{s:?}: use 1.2 or a raw field value 0 to 1023")),
     }
 }
 

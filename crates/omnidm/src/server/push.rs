@@ -64,7 +64,8 @@ pub fn package0(device: &Device, session_id: u16) -> anyhow::Result<Vec<u8>> {
     let key = DigestKey::from_b64(dm.server_id.clone(), &dm.server_key)
         .map_err(|e| anyhow::anyhow!("stored server key unusable: {e}"))?;
     let n = Notification {
-        version: Version::V1_2,
+        // DM Notification 1.2 §6.2.2.6: 0000001011 (decision 69).
+        version: Version::DM_1_2,
         ui_mode: UiMode::NotSpecified,
         initiator: Initiator::Server,
         session_id,
@@ -110,6 +111,9 @@ mod tests {
         let decoded = notification::decode(&bytes).unwrap();
         assert_eq!(decoded.notification.session_id, 42);
         assert_eq!(decoded.notification.initiator, Initiator::Server);
+        // DM Notification 1.2 §6.2.2.6: the first 10 header bits are 0000001011 (decision 69).
+        assert_eq!(bytes[16], 0b0000_0010, "version bits 9..2");
+        assert_eq!(bytes[17] >> 6, 0b11, "version bits 1..0");
         let creds = Credentials::new("omnidm", "srv-secret");
         assert!(notification::verify_digest(
             &decoded,
