@@ -341,6 +341,14 @@ pub struct CommandOutcome {
 }
 
 impl CommandOutcome {
+    /// Did the command do its job? A 2xx status, or an answer from the device's user: a
+    /// "No" to a confirmation (304, DM Protocol 1.2 §10.2 user interaction) is an answer that
+    /// flows such as "ask, then install" branch on, not a failure of the operation (issue 9
+    /// item 4). Timed-out (408) or refused (406) prompts carry no answer and fail.
+    pub fn succeeded(&self) -> bool {
+        status::is_success(self.status) || self.answer.is_some()
+    }
+
     /// An outcome with a status and nothing else.
     pub fn status(index: Vec<u32>, status: u16, at: Timestamp) -> CommandOutcome {
         CommandOutcome {
@@ -521,10 +529,8 @@ impl Operation {
             .map(|i| CommandOutcome::status(vec![i as u32], status::NOT_EXECUTED, now))
             .collect();
         self.merge_outcomes(missing);
-        let ok = (0..self.commands.len()).all(|i| {
-            self.outcome_of(i)
-                .is_some_and(|o| status::is_success(o.status))
-        });
+        let ok = (0..self.commands.len())
+            .all(|i| self.outcome_of(i).is_some_and(CommandOutcome::succeeded));
         self.transition(
             if ok {
                 OpState::Succeeded
@@ -539,6 +545,41 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 9 item 4: a user's "No" (304 with an answer) completes the operation; a
+    /// prompt that timed out (408, no answer) does not.
+    #[test]
+    fn a_users_no_is_an_answer_not_a_failure() {
+        let device = DeviceId::new("IMEI:1").unwrap();
+        let confirm = OpCommand::UserInteraction(UiPrompt {
+            kind: UiKind::Confirm,
+            text: "Install?".into(),
+            choices: Vec::new(),
+            min_display_time: None,
+            max_display_time: None,
+            default_response: None,
+            max_len: None,
+            input_type: None,
+            echo: None,
+        });
+        let mut op = NewOperation::new(device.clone(), vec![confirm.clone()])
+            .into_operation(OperationId(1), Timestamp(0));
+        op.transition(OpState::InSession, Timestamp(1)).unwrap();
+        let mut no = CommandOutcome::status(vec![0], 304, Timestamp(2));
+        no.answer = Some(UiAnswer::Confirmed(false));
+        op.finish([no], Timestamp(2)).unwrap();
+        assert_eq!(op.state, OpState::Succeeded);
+
+        let mut op =
+            NewOperation::new(device, vec![confirm]).into_operation(OperationId(2), Timestamp(0));
+        op.transition(OpState::InSession, Timestamp(1)).unwrap();
+        op.finish(
+            [CommandOutcome::status(vec![0], 408, Timestamp(2))],
+            Timestamp(2),
+        )
+        .unwrap();
+        assert_eq!(op.state, OpState::Failed);
+    }
 
     #[test]
     fn transitions() {

@@ -305,6 +305,9 @@ impl Ledger {
         let Some(held) = self.held.get_mut(op) else {
             return;
         };
+        // The engine reports a UI alert's answer (`UserResponse`) and then its final status:
+        // the status must not erase the answer (issue 9 item 4: the chosen item was lost).
+        let answer = answer.or_else(|| held.outcomes.get(&index).and_then(|o| o.answer.clone()));
         let outcome = CommandOutcome {
             index: index.clone(),
             status,
