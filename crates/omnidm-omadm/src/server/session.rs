@@ -39,7 +39,8 @@ struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
-    /// Authentication failed: SyncHdr status (with Chal) only; end after it when `end`.
+    /// Authentication failed: 401/407 with Chal for the SyncHdr and every command, nothing
+    /// else; end after it when `end` (decisions 77, 78).
     AuthChallenge { end: bool },
     /// The device is mid-package: statuses, Alert 1222, no new commands, no Final
     /// (DM Protocol 1.2 §6, "Next Message" response).
