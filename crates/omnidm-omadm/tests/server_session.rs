@@ -187,11 +187,9 @@ fn wrong_secret_is_challenged_then_retry_succeeds() {
         })
         .unwrap();
     let m = decode_out(&s.poll_transmit(t0).unwrap());
-    assert_eq!(
-        m.body.commands.len(),
-        1,
-        "only the SyncHdr status: nothing executed"
-    );
+    // Nothing executed: the SyncHdr and both commands are refused 401 (decision 77).
+    let codes: Vec<u16> = statuses(&m).iter().map(|s| s.code.0).collect();
+    assert_eq!(codes, [401, 401, 401]);
     let h = statuses(&m)[0];
     assert_eq!(h.code.0, 401);
     let chal = h.chal.as_ref().unwrap();
@@ -290,13 +288,13 @@ fn hmac_client_authentication() {
     )
     .unwrap();
     let m = decode_out(&s.poll_transmit(t0).unwrap());
-    assert_eq!(statuses(&m)[0].code.0, 212);
+    assert_eq!(statuses(&m)[0].code.0, 200, "HMAC: 200, never 212");
     let next = challenge_nonce(&m);
-    // Every message carries a MAC: the next one with the nonce from the 212's Chal.
+    // Every message carries a MAC: the next one with the nonce from the 200's Chal.
     let body3 = msg(
         header(3, None, None),
         vec![
-            st(1, m.header.msg_id, 0, "SyncHdr", 212),
+            st(1, m.header.msg_id, 0, "SyncHdr", 200),
             st(2, m.header.msg_id, 4, "Get", 200),
         ],
         true,
@@ -1481,4 +1479,252 @@ fn rule_a_get_interrupted_mid_results_is_unanswered_not_succeeded() {
         ev.last(),
         Some(SessionEvent::Ended { reason: EndReason::TimedOut, unanswered, .. }) if unanswered == &vec![1]
     ));
+}
+
+// -------------------------------------------------------------------------------------------
+// Authentication rules (issue 9 items 1 and 2; decisions 77–79), hand-built device messages
+// -------------------------------------------------------------------------------------------
+
+/// Package 1 written by hand, with `cred` (XML) in its SyncHdr: Alert 1201 (CmdID 1), a
+/// Replace of DevInfo (CmdID 2).
+fn pkg1_xml(msg_id: u32, cred: &str) -> Vec<u8> {
+    format!(
+        "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto>\
+         <SessionID>1</SessionID><MsgID>{msg_id}</MsgID><Target><LocURI>{SERVER_URI}</LocURI></Target>\
+         <Source><LocURI>DMCtest</LocURI></Source>{cred}</SyncHdr><SyncBody>\
+         <Alert><CmdID>1</CmdID><Data>1201</Data></Alert>\
+         <Replace><CmdID>2</CmdID><Item><Source><LocURI>./DevInfo/Mod</LocURI></Source><Data>m</Data></Item></Replace>\
+         <Final/></SyncBody></SyncML>"
+    )
+    .into_bytes()
+}
+
+fn md5_cred_xml(secret: &str, nonce: &Nonce) -> String {
+    let data = omnidm_syncml::auth::md5_cred_data(
+        &Credentials::new("funambol", secret),
+        nonce,
+        omnidm_syncml::auth::NonceForm::Raw,
+    );
+    format!(
+        "<Cred><Meta><Type xmlns='syncml:metinf'>syncml:auth-md5</Type>\
+         <Format xmlns='syncml:metinf'>b64</Format></Meta><Data>{data}</Data></Cred>"
+    )
+}
+
+/// DM Protocol 1.2 §9 / DM Security 1.2 §5: a message that fails authentication gets a Status
+/// for every command in it (401 wrong credentials, 407 missing), each with a Chal, so the
+/// device knows which commands to send again.
+#[test]
+fn rule_failed_authentication_answers_every_command_401_or_407_with_chal() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Md5, Quirks::default(), t0);
+    for (msg_id, cred, code) in [
+        (1, md5_cred_xml("wrong", &Nonce::default()), 401),
+        (2, String::new(), 407),
+    ] {
+        s.handle(Incoming::body(&pkg1_xml(msg_id, &cred)), t0)
+            .unwrap();
+        let m = decode_out(&s.poll_transmit(t0).unwrap());
+        let refs: Vec<(&str, u32, u16)> = statuses(&m)
+            .iter()
+            .map(|st| (st.cmd.as_str(), st.cmd_ref, st.code.0))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("SyncHdr", 0, code),
+                ("Alert", 1, code),
+                ("Replace", 2, code)
+            ]
+        );
+        for st in statuses(&m) {
+            let chal = st.chal.as_ref().expect("every 401/407 carries a Chal");
+            assert_eq!(chal.meta.type_.as_deref(), Some("syncml:auth-md5"));
+            assert!(chal.meta.next_nonce.is_some());
+        }
+        assert!(m.body.final_);
+    }
+    assert!(
+        !drain(&mut s).iter().any(|e| matches!(
+            e,
+            SessionEvent::DeviceInfo(_) | SessionEvent::Started { .. }
+        )),
+        "nothing in a refused message runs"
+    );
+}
+
+/// DM Security 1.2 §5: a 401/407 Status MUST carry a Chal — the last attempt before the
+/// session ends included (decision 78: brute force is bounded by ending the session after
+/// `max_auth_attempts`, each attempt against a fresh nonce, never by leaving the Chal out).
+/// The nonce of the last Chal is the one the device must use next time.
+#[test]
+fn rule_every_401_carries_a_chal_even_the_last_before_the_session_ends() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Md5, Quirks::default(), t0);
+    let mut nonces = Vec::new();
+    for i in 1..=3 {
+        s.handle(
+            Incoming::body(&pkg1_xml(i, &md5_cred_xml("nope", &Nonce::default()))),
+            t0,
+        )
+        .unwrap();
+        let m = decode_out(&s.poll_transmit(t0).unwrap());
+        let h = statuses(&m)[0];
+        assert_eq!(h.code.0, 401, "attempt {i}");
+        assert!(h.chal.is_some(), "attempt {i}: 401 without a Chal");
+        nonces.push(challenge_nonce(&m));
+    }
+    nonces.dedup();
+    assert_eq!(nonces.len(), 3, "a fresh nonce with every challenge");
+    let ev = drain(&mut s);
+    assert!(matches!(
+        ev.last(),
+        Some(SessionEvent::Ended {
+            reason: EndReason::AuthFailed,
+            ..
+        })
+    ));
+    // The last challenge's nonce is the one stored for the device's next session.
+    let stored = ev
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SessionEvent::NoncesChanged { client_nonce, .. } => Some(client_nonce.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(&stored, nonces.last().unwrap());
+}
+
+/// The device resends package 1 after a 401 with the nonce of the Chal: it authenticates and
+/// both commands run (what libdmclient does with a stale nonce).
+#[test]
+fn rule_a_device_with_a_stale_nonce_resends_after_401_and_its_commands_run() {
+    let t0 = Instant::now();
+    let mut dev = device(AuthType::Md5, Quirks::default());
+    dev.client_nonce = Nonce::from_bytes(b"server-side".to_vec());
+    let mut s = ServerSession::new(&config(), dev, random(), t0);
+    // The device signs with a nonce it has lost track of.
+    s.handle(
+        Incoming::body(&pkg1_xml(1, &md5_cred_xml("funambol", &Nonce::default()))),
+        t0,
+    )
+    .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let refused: Vec<(u32, u16)> = statuses(&m)
+        .iter()
+        .map(|st| (st.cmd_ref, st.code.0))
+        .collect();
+    assert_eq!(
+        refused,
+        [(0, 401), (1, 401), (2, 401)],
+        "the commands to resend"
+    );
+    let nonce = challenge_nonce(&m);
+    s.handle(
+        Incoming::body(&pkg1_xml(2, &md5_cred_xml("funambol", &nonce))),
+        t0,
+    )
+    .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    let codes: Vec<u16> = statuses(&m).iter().map(|st| st.code.0).collect();
+    assert_eq!(codes, [212, 200, 200]);
+    assert!(
+        drain(&mut s)
+            .iter()
+            .any(|e| matches!(e, SessionEvent::DeviceInfo(_)))
+    );
+}
+
+fn hmac_incoming<'a>(body: &'a [u8], mac: &'a str) -> Incoming<'a> {
+    Incoming {
+        body,
+        content_type: None,
+        hmac: Some(mac),
+    }
+}
+
+/// DM Security 1.2 §5.4 (HMAC): the MAC is checked on every message, so every message that
+/// passes gets SyncHdr status 200, not 212; and every server message of the session carries
+/// a NextNonce for the device's next message — the closing one too, so the next session
+/// starts from a nonce both sides know.
+#[test]
+fn rule_hmac_messages_get_200_and_every_server_message_carries_a_next_nonce() {
+    let t0 = Instant::now();
+    let mut dev = device(AuthType::Hmac, Quirks::default());
+    dev.client_nonce = Nonce::from_bytes(b"n0".to_vec());
+    let mut s = ServerSession::new(&config(), dev, random(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    let creds = Credentials::new("funambol", "funambol");
+    let mut nonce = Nonce::from_bytes(b"n0".to_vec());
+    let body = pkg1_xml(1, "");
+    let mac = HmacHeader::compute(&creds, &nonce, &body).to_header_value();
+    s.handle(hmac_incoming(&body, &mac), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 200, "HMAC: 200, never 212");
+    let next = challenge_nonce(&m);
+    assert_ne!(next, nonce);
+    nonce = next;
+    let get_id = m
+        .body
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Get(g) => Some(g.cmd_id),
+            _ => None,
+        })
+        .unwrap();
+    assert!(m.body.final_);
+
+    // Package 3: the statuses and the Results; the server closes the session.
+    let body = device_xml(
+        2,
+        &format!(
+            "{}{}{}",
+            status_xml(1, m.header.msg_id, 0, "SyncHdr", 200),
+            status_xml(2, m.header.msg_id, get_id, "Get", 200),
+            results_xml(
+                3,
+                m.header.msg_id,
+                get_id,
+                "<Item><Source><LocURI>./DevInfo/Mod</LocURI></Source><Data>m</Data></Item>"
+            ),
+        ),
+        true,
+    );
+    let mac = HmacHeader::compute(&creds, &nonce, &body).to_header_value();
+    s.handle(hmac_incoming(&body, &mac), t0).unwrap();
+    let out = s.poll_transmit(t0).unwrap();
+    let m = decode_out(&out);
+    assert!(m.body.final_);
+    let h = statuses(&m)[0];
+    assert_eq!(h.code.0, 200);
+    let closing = h.chal.as_ref().expect("the closing message carries a Chal");
+    assert_eq!(closing.meta.type_.as_deref(), Some("syncml:auth-MAC"));
+    let last = challenge_nonce(&m);
+    assert_ne!(last, nonce);
+    let ev = drain(&mut s);
+    assert!(matches!(
+        ev.last(),
+        Some(SessionEvent::Ended {
+            reason: EndReason::Completed,
+            ..
+        })
+    ));
+    // The nonce sent in the closing message is the one stored for the next session.
+    let stored = ev
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SessionEvent::NoncesChanged { client_nonce, .. } => Some(client_nonce.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(stored, last);
 }

@@ -19,9 +19,12 @@
 //!   Status for the SyncHdr (with TargetRef/SourceRef) and every command, `MsgRef`/`CmdRef`
 //!   always written.
 //! - Client authentication per device policy: Basic or MD5 in `Cred`, HMAC in the
-//!   `x-syncml-hmac` header (every message). Missing → 407, wrong → 401, each with a `Chal`
-//!   and a fresh `NextNonce`, nothing executed; bounded retries. 212 when accepted, with a
-//!   new NextNonce for the next session (MD5/HMAC) → [`SessionEvent::NoncesChanged`].
+//!   `x-syncml-hmac` header (every message). Missing → 407, wrong → 401, for the SyncHdr
+//!   and every command of the message, each with a `Chal` and a fresh `NextNonce`, nothing
+//!   executed; the session ends after `max_auth_attempts` failures, the last one challenged
+//!   too (decisions 77, 78). Basic/MD5: 212 when accepted, with a new NextNonce for the next
+//!   session (MD5). HMAC: 200 on every message, each server message with a NextNonce for the
+//!   device's next one (decision 79) → [`SessionEvent::NoncesChanged`].
 //! - Server authentication: our MD5 `Cred` in our first message (quirk, default on) and
 //!   until the device answers 212; the device's `Chal` updates our nonce; after a 401/407 for
 //!   our SyncHdr, the commands of that message the device did not run are requeued.

@@ -39,7 +39,8 @@ struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
-    /// Authentication failed: SyncHdr status (with Chal) only; end after it when `end`.
+    /// Authentication failed: 401/407 with Chal for the SyncHdr and every command, nothing
+    /// else; end after it when `end` (decisions 77, 78).
     AuthChallenge { end: bool },
     /// The device is mid-package: statuses, Alert 1222, no new commands, no Final
     /// (DM Protocol 1.2 §6, "Next Message" response).
@@ -434,14 +435,26 @@ impl ServerSession {
 
         // Client authentication (DM Security 1.2 §5; DM Protocol 1.2 §9 Authentication).
         match self.check_client(msg, incoming) {
-            Ok(Some(verified)) => {
-                self.client_authenticated = true;
-                header_status.code = StatusCode::AUTHENTICATION_ACCEPTED;
-                self.events
-                    .push_back(SessionEvent::Authenticated(verified.clone()));
-                // A fresh nonce for the next session (DM Security: the server may send a
-                // NextNonce with any status); Basic uses no nonce.
-                if self.device.client_auth != AuthType::Basic {
+            Ok(verified) => {
+                let hmac = self.device.client_auth == AuthType::Hmac;
+                let first = verified.is_some();
+                if let Some(verified) = verified {
+                    self.client_authenticated = true;
+                    // DM Security 1.2 §5.4 (HMAC): the MAC is checked on every message, so
+                    // each one that passes gets 200, never 212 ("authenticated for the rest
+                    // of the session" is what 212 means, and only Basic/MD5 work that way).
+                    header_status.code = if hmac {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::AUTHENTICATION_ACCEPTED
+                    };
+                    self.events.push_back(SessionEvent::Authenticated(verified));
+                }
+                // A fresh nonce (DM Security 1.2 §5: the server may send a NextNonce with any
+                // status). MD5: once, for the next session. HMAC: with every message, for
+                // the device's next message — the closing one included, so the next session
+                // starts from a nonce the device has (§5.4). Basic uses no nonce.
+                if (first && self.device.client_auth != AuthType::Basic) || hmac {
                     let next = self.fresh_nonce();
                     self.session_nonce = Some(std::mem::replace(
                         &mut self.device.client_nonce,
@@ -451,26 +464,47 @@ impl ServerSession {
                     self.nonces_changed();
                 }
             }
-            Ok(None) => {}
             Err(error) => {
                 self.auth_failures += 1;
+                // Brute force is bounded without breaking the rule that every 401/407 carries
+                // a Chal (DM Security 1.2 §5; DM Protocol 1.2 §9, decision 78): every failed
+                // attempt, the last included, is answered with a fresh nonce, and the session
+                // ends after `max_auth_attempts` failures, so one session tries at most that
+                // many guesses, each against a new nonce.
                 let final_attempt = self.auth_failures >= self.config.max_auth_attempts;
                 let status = StatusCode(error.status_code());
                 header_status.code = status;
-                if !final_attempt {
-                    let next = self.fresh_nonce();
-                    self.device.client_nonce = next.clone();
-                    header_status.chal = Some(self.client_chal(&next));
-                    self.nonces_changed();
-                }
+                let next = self.fresh_nonce();
+                self.device.client_nonce = next.clone();
+                let chal = self.client_chal(&next);
+                header_status.chal = Some(chal.clone());
+                self.nonces_changed();
                 self.events.push_back(SessionEvent::AuthFailed {
                     error,
                     status,
                     attempts: self.auth_failures,
                     final_attempt,
                 });
+                // DM Protocol 1.2 §9 (decision 77): a message that fails authentication gets a
+                // Status for every command in it, not only for the SyncHdr, each with the
+                // same 401/407 and the Chal, so the device resends exactly those commands
+                // (libdmclient resends package 1 only for commands that came back 401/407).
+                // Nothing in it runs. Status and Results are answers, not commands: they get
+                // none (as in `process` below); they are read again when the device resends.
+                let mut statuses = vec![header_status];
+                statuses.extend(
+                    msg.body
+                        .commands
+                        .iter()
+                        .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
+                        .map(|c| {
+                            let mut st = status_for(in_msg, c, status);
+                            st.chal = Some(chal.clone());
+                            st
+                        }),
+                );
                 self.pending = Some(Plan {
-                    statuses: vec![header_status],
+                    statuses,
                     extra: Vec::new(),
                     mode: Mode::AuthChallenge { end: final_attempt },
                     in_msg_id: in_msg,

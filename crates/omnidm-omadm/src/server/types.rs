@@ -27,7 +27,8 @@ pub struct ServerConfig {
     /// The device's `MaxMsgSize` when it announces none (and no quirk overrides it).
     pub default_device_max_msg_size: u32,
     /// How many failed client-authentication attempts end the session (DM Security leaves the
-    /// bound to the server; each failure costs the device one round trip).
+    /// bound to the server; each failure costs the device one round trip). Every failure, the
+    /// last included, is still answered 401/407 with a Chal and a fresh nonce (decision 78).
     pub max_auth_attempts: u32,
     /// Decoder limits for device messages.
     pub limits: Limits,
@@ -489,8 +490,9 @@ pub enum SessionEvent {
     DeviceInfo(Vec<NodeReport>),
     /// The device authenticated.
     Authenticated(Verified),
-    /// The device's authentication failed; it was challenged (or the session ends when
-    /// `final_attempt`). Nothing in that message was executed.
+    /// The device's authentication failed; it was challenged (a Chal with a fresh nonce, on
+    /// the SyncHdr and every command: decisions 77, 78), and the session ends after this reply
+    /// when `final_attempt`. Nothing in that message was executed.
     AuthFailed {
         /// Why.
         error: AuthError,
