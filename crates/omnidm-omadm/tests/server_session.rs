@@ -1482,3 +1482,66 @@ fn rule_a_get_interrupted_mid_results_is_unanswered_not_succeeded() {
         Some(SessionEvent::Ended { reason: EndReason::TimedOut, unanswered, .. }) if unanswered == &vec![1]
     ));
 }
+
+/// DM Protocol 1.2 §7 (large objects): new data before the last chunk of an object makes the
+/// receiver send Alert 1225 "End of data for chunked object not received". That Alert is a
+/// command of ours like any other: the device answers it with a Status in the *same* session,
+/// so the message carrying it cannot close the session even when nothing else is queued
+/// (issue 9 item 8; before, the session ended and the Status was taken for a new session).
+#[test]
+fn rule_the_status_for_alert_1225_belongs_to_the_session() {
+    let t0 = Instant::now();
+    let (mut s, get_id) = session_with_get(&config(), t0);
+    let other = "<Item><Source><LocURI>./Other</LocURI></Source><Data>x</Data></Item>";
+    let body = [
+        status_xml(1, 1, 0, "SyncHdr", 212),
+        status_xml(2, 1, get_id, "Get", 200),
+        results_xml(3, 1, get_id, &chunk_item("hello ", true, Some(11))),
+        results_xml(4, 1, get_id, other),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(2, &body, true)), t0)
+        .unwrap();
+    drain(&mut s);
+    let out = s.poll_transmit(t0).unwrap();
+    let m = decode_out(&out);
+    let alert = m
+        .body
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Alert(a) if a.code == AlertCode::NO_END_OF_DATA => Some(a.cmd_id),
+            _ => None,
+        })
+        .expect("Alert 1225");
+    assert!(!s.is_finished(), "the device still owes a Status for 1225");
+    // The device's Status for the Alert: MsgID 3 of the same session.
+    let body = [
+        status_xml(1, out.msg_id, 0, "SyncHdr", 200),
+        status_xml(2, out.msg_id, alert, "Alert", 200),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(3, &body, true)), t0)
+        .unwrap();
+    let ev = drain(&mut s);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SessionEvent::Anomaly(Anomaly::UnknownStatusRef { .. }))),
+        "{ev:?}"
+    );
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].msg_ref, 3);
+    assert_eq!(statuses(&m)[0].code.0, 200);
+    assert!(m.body.final_);
+    let ev = drain(&mut s);
+    assert!(
+        matches!(
+            ev.last(),
+            Some(SessionEvent::Ended {
+                reason: EndReason::Completed,
+                ..
+            })
+        ),
+        "{ev:?}"
+    );
+}

@@ -130,6 +130,9 @@ pub struct ServerSession {
     refused_results: BTreeMap<CommandTag, StatusCode>,
     /// Our last message lacked Final: the next device message lets us continue the package.
     our_package_open: bool,
+    /// Alerts the engine sent on its own (1225), by (our MsgID, CmdID): the device's Status
+    /// for them still belongs to this session (DM Protocol 1.2 §7; issue 9 item 8).
+    engine_alerts: std::collections::BTreeSet<(u32, u32)>,
     /// Consecutive non-final messages that could place no command (spin guard).
     stalled: u32,
     pending: Option<Plan>,
@@ -170,6 +173,7 @@ impl ServerSession {
             send_server_cred,
             server_rejections: 0,
             device_max_msg: None,
+            engine_alerts: std::collections::BTreeSet::new(),
             device_max_obj: None,
             queue: VecDeque::new(),
             sent: BTreeMap::new(),
@@ -660,6 +664,10 @@ impl ServerSession {
 
     fn on_status(&mut self, st: &Status, rejected_msg: Option<u32>) {
         let key = (st.msg_ref, st.cmd_ref);
+        if self.engine_alerts.remove(&key) {
+            // The device's answer to our Alert 1225: nothing waits on it.
+            return;
+        }
         let Some(sent) = self.sent.get_mut(&key) else {
             self.events
                 .push_back(SessionEvent::Anomaly(Anomaly::UnknownStatusRef {
@@ -1115,9 +1123,13 @@ impl ServerSession {
             budget.push(&c);
             commands.push(c);
         }
+        // Commands of the engine's own (Alert 1225) expect a Status from the device: the
+        // message carrying them cannot close the session (DM Protocol 1.2 §7).
+        let expects_answer = !plan.extra.is_empty();
         for mut c in plan.extra {
             if let Command::Alert(a) = &mut c {
                 a.cmd_id = next_id;
+                self.engine_alerts.insert((msg_id, next_id));
                 next_id += 1;
             }
             budget.push(&c);
@@ -1151,7 +1163,7 @@ impl ServerSession {
                 let (final_, added) =
                     self.fill(&header, &mut budget, &mut commands, &mut next_id, msg_id);
                 self.our_package_open = !final_;
-                if final_ && !added {
+                if final_ && !added && !expects_answer {
                     // Statuses only: the session is over (DM Protocol 1.2 §8).
                     end = Some(EndReason::Completed);
                 }
