@@ -1695,3 +1695,33 @@ fn rule_every_server_message_respects_the_announced_max_msg_size() {
         );
     }
 }
+
+/// DM RepPro 1.2 (MaxMsgSize), DM Security 1.2 (a 401/407 Status carries a Chal): the reply
+/// to a package 1 that fails authentication fits the MaxMsgSize the device announced too.
+#[test]
+fn rule_the_authentication_failure_reply_respects_the_announced_max_msg_size() {
+    let t0 = Instant::now();
+    let wrong = cred_xml(AuthType::Basic).replace("ZnVuYW1ib2w6ZnVuYW1ib2w=", "d3Jvbmc6d3Jvbmc=");
+    for enc in [Encoding::Xml, Encoding::Wbxml] {
+        let mut s = ServerSession::new(
+            &config(),
+            device(AuthType::Md5, Quirks::default()),
+            random(),
+            t0,
+        );
+        s.enqueue(
+            1,
+            DmCommand::Get {
+                uri: uri("./DevInfo/Mod"),
+            },
+        )
+        .unwrap();
+        let body = in_encoding(&pkg1_announcing(1200, &wrong, 12), enc);
+        s.handle(Incoming::body(&body), t0).unwrap();
+        let out = s.poll_transmit(t0).unwrap();
+        assert!(out.body.len() <= 1200, "{enc:?}: {} bytes", out.body.len());
+        let m = decode_out(&out);
+        assert!(matches!(statuses(&m)[0].code.0, 401 | 407));
+        assert!(statuses(&m)[0].chal.is_some());
+    }
+}
