@@ -1728,3 +1728,251 @@ fn rule_hmac_messages_get_200_and_every_server_message_carries_a_next_nonce() {
         .unwrap();
     assert_eq!(stored, last);
 }
+
+/// DM Protocol 1.2 §7 (large objects): new data before the last chunk of an object makes the
+/// receiver send Alert 1225 "End of data for chunked object not received". That Alert is a
+/// command of ours like any other: the device answers it with a Status in the *same* session,
+/// so the message carrying it cannot close the session even when nothing else is queued
+/// (issue 9 item 8; before, the session ended and the Status was taken for a new session).
+#[test]
+fn rule_the_status_for_alert_1225_belongs_to_the_session() {
+    let t0 = Instant::now();
+    let (mut s, get_id) = session_with_get(&config(), t0);
+    let other = "<Item><Source><LocURI>./Other</LocURI></Source><Data>x</Data></Item>";
+    let body = [
+        status_xml(1, 1, 0, "SyncHdr", 212),
+        status_xml(2, 1, get_id, "Get", 200),
+        results_xml(3, 1, get_id, &chunk_item("hello ", true, Some(11))),
+        results_xml(4, 1, get_id, other),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(2, &body, true)), t0)
+        .unwrap();
+    drain(&mut s);
+    let out = s.poll_transmit(t0).unwrap();
+    let m = decode_out(&out);
+    let alert = m
+        .body
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Alert(a) if a.code == AlertCode::NO_END_OF_DATA => Some(a.cmd_id),
+            _ => None,
+        })
+        .expect("Alert 1225");
+    assert!(!s.is_finished(), "the device still owes a Status for 1225");
+    // The device's Status for the Alert: MsgID 3 of the same session.
+    let body = [
+        status_xml(1, out.msg_id, 0, "SyncHdr", 200),
+        status_xml(2, out.msg_id, alert, "Alert", 200),
+    ]
+    .concat();
+    s.handle(Incoming::body(&device_xml(3, &body, true)), t0)
+        .unwrap();
+    let ev = drain(&mut s);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SessionEvent::Anomaly(Anomaly::UnknownStatusRef { .. }))),
+        "{ev:?}"
+    );
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].msg_ref, 3);
+    assert_eq!(statuses(&m)[0].code.0, 200);
+    assert!(m.body.final_);
+    let ev = drain(&mut s);
+    assert!(
+        matches!(
+            ev.last(),
+            Some(SessionEvent::Ended {
+                reason: EndReason::Completed,
+                ..
+            })
+        ),
+        "{ev:?}"
+    );
+}
+
+/// A hand-written package 1 announcing `max_msg` (SyncHdr Meta/MaxMsgSize), with `cred` (the
+/// Cred element, written by the test) and `extra` Replace commands of DevInfo, so that its
+/// statuses alone take room.
+fn pkg1_announcing(max_msg: u64, cred: &str, extra: u32) -> Vec<u8> {
+    let mut cmds = String::from("<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>");
+    for i in 0..extra {
+        cmds.push_str(&format!(
+            "<Replace><CmdID>{}</CmdID><Item><Source><LocURI>./DevInfo/Ext/N{i}</LocURI></Source>\
+             <Data>v{i}</Data></Item></Replace>",
+            i + 2
+        ));
+    }
+    format!(
+        "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto>\
+         <SessionID>1</SessionID><MsgID>1</MsgID><Target><LocURI>{SERVER_URI}</LocURI></Target>\
+         <Source><LocURI>DMCtest</LocURI></Source>{cred}<Meta><MaxMsgSize xmlns='syncml:metinf'>\
+         {max_msg}</MaxMsgSize></Meta></SyncHdr><SyncBody>{cmds}<Final/></SyncBody></SyncML>"
+    )
+    .into_bytes()
+}
+
+fn cred_xml(auth: AuthType) -> String {
+    let c = match auth {
+        AuthType::Md5 => md5_cred("funambol", "funambol", &Nonce::default()),
+        _ => basic_cred("funambol", "funambol"),
+    };
+    let ty = match auth {
+        AuthType::Md5 => "syncml:auth-md5",
+        _ => "syncml:auth-basic",
+    };
+    format!(
+        "<Cred><Meta><Format xmlns='syncml:metinf'>b64</Format><Type xmlns='syncml:metinf'>{ty}\
+         </Type></Meta><Data>{}</Data></Cred>",
+        c.data.as_text().unwrap_or_default()
+    )
+}
+
+fn in_encoding(xml: &[u8], enc: Encoding) -> Vec<u8> {
+    match enc {
+        Encoding::Xml => xml.to_vec(),
+        Encoding::Wbxml => encode(&decode(xml).unwrap().message, Encoding::Wbxml),
+    }
+}
+
+/// DM RepPro 1.2 (MaxMsgSize) and DM Protocol 1.2 (multiple messages in a package): no
+/// server message may be larger than the MaxMsgSize the device announced — the first reply
+/// (statuses, Chal, our Cred) included, the 1222 continuations and the closing message too.
+/// Statuses that do not fit go in the next message of our package; every command of the
+/// device still gets exactly one Status; the queued commands (a large object among them) all
+/// complete (issue 9 item 3). Before, a device announcing 1200 bytes got 1256-byte first
+/// messages and at 900 every queued command was refused 413.
+#[test]
+fn rule_every_server_message_respects_the_announced_max_msg_size() {
+    let t0 = Instant::now();
+    for (limit, enc, auth, extra) in [
+        (1200u64, Encoding::Xml, AuthType::Md5, 12),
+        (1200, Encoding::Wbxml, AuthType::Md5, 12),
+        (900, Encoding::Xml, AuthType::Basic, 12),
+        (900, Encoding::Wbxml, AuthType::Md5, 12),
+        (1200, Encoding::Xml, AuthType::Md5, 0),
+    ] {
+        let case = format!("{limit} {enc:?} {auth:?} {extra}");
+        let mut s = ServerSession::new(&config(), device(auth, Quirks::default()), random(), t0);
+        for t in 0..4 {
+            s.enqueue(
+                t,
+                DmCommand::Get {
+                    uri: uri(&format!("./DevInfo/Ext/Node{t}")),
+                },
+            )
+            .unwrap();
+        }
+        s.enqueue(
+            10,
+            DmCommand::Replace {
+                items: vec![NodeWrite::text(uri("./Vendor/Big"), big_text(2500))],
+            },
+        )
+        .unwrap();
+        let mut dev = SimDevice::new(Some(limit));
+        let mut body = in_encoding(&pkg1_announcing(limit, &cred_xml(auth), extra), enc);
+        let mut events = Vec::new();
+        let mut answered_pkg1 = Vec::new();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 100, "{case}: session did not end");
+            s.handle(Incoming::body(&body), t0).unwrap();
+            events.extend(drain(&mut s));
+            let out = s.poll_transmit(t0).unwrap();
+            events.extend(drain(&mut s));
+            assert!(
+                out.body.len() as u64 <= limit,
+                "{case}: message {} is {} bytes",
+                out.msg_id,
+                out.body.len()
+            );
+            let m = decode_out(&out);
+            assert_eq!(m.header.msg_id, out.msg_id);
+            answered_pkg1.extend(
+                statuses(&m)
+                    .iter()
+                    .filter(|st| st.msg_ref == 1)
+                    .map(|st| st.cmd_ref),
+            );
+            if s.is_finished() {
+                break;
+            }
+            body = in_encoding(&dev.respond(&m), enc);
+        }
+        answered_pkg1.sort_unstable();
+        let expected: Vec<u32> = (0..extra + 2).collect();
+        assert_eq!(answered_pkg1, expected, "{case}: one Status per command");
+        let mut done = command_statuses(&events);
+        done.sort_unstable_by_key(|d| d.0);
+        // At 900 bytes of XML, a continuation (header, Status for the SyncHdr and for the
+        // device's Alert 1222) leaves no room for a chunk with its Meta: the object is refused
+        // by the engine (413), never sent over the limit.
+        let object = if (limit, enc) == (900, Encoding::Xml) {
+            (10, 413, StatusSource::Engine)
+        } else {
+            (10, 200, StatusSource::Device)
+        };
+        assert_eq!(
+            done,
+            [
+                (0, 200, StatusSource::Device),
+                (1, 200, StatusSource::Device),
+                (2, 200, StatusSource::Device),
+                (3, 200, StatusSource::Device),
+                object,
+            ],
+            "{case}"
+        );
+        if object.1 == 200 {
+            assert_eq!(dev.applied[0].1.len(), 2500, "{case}");
+        }
+        assert!(
+            matches!(
+                events.last(),
+                Some(SessionEvent::Ended {
+                    reason: EndReason::Completed,
+                    ..
+                })
+            ),
+            "{case}: {events:?}"
+        );
+    }
+}
+
+/// DM RepPro 1.2 (MaxMsgSize), DM Security 1.2 (a 401/407 Status carries a Chal): the reply
+/// to a package 1 that fails authentication (Alert + a DevInfo Replace, as devices send it)
+/// fits the MaxMsgSize the device announced too, still answering every command 401/407 — the
+/// SyncHdr's Status carries the Chal, a command's Status drops its own where it would not
+/// fit (decision 84).
+#[test]
+fn rule_the_authentication_failure_reply_respects_the_announced_max_msg_size() {
+    let t0 = Instant::now();
+    let wrong = cred_xml(AuthType::Basic).replace("ZnVuYW1ib2w6ZnVuYW1ib2w=", "d3Jvbmc6d3Jvbmc=");
+    for enc in [Encoding::Xml, Encoding::Wbxml] {
+        let mut s = ServerSession::new(
+            &config(),
+            device(AuthType::Md5, Quirks::default()),
+            random(),
+            t0,
+        );
+        s.enqueue(
+            1,
+            DmCommand::Get {
+                uri: uri("./DevInfo/Mod"),
+            },
+        )
+        .unwrap();
+        let body = in_encoding(&pkg1_announcing(1200, &wrong, 1), enc);
+        s.handle(Incoming::body(&body), t0).unwrap();
+        let out = s.poll_transmit(t0).unwrap();
+        assert!(out.body.len() <= 1200, "{enc:?}: {} bytes", out.body.len());
+        let m = decode_out(&out);
+        assert!(matches!(statuses(&m)[0].code.0, 401 | 407));
+        assert!(statuses(&m)[0].chal.is_some());
+        let answered: Vec<u32> = statuses(&m).iter().map(|st| st.cmd_ref).collect();
+        assert_eq!(answered, [0, 1, 2], "{enc:?}: every command answered");
+    }
+}

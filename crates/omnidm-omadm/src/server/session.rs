@@ -131,6 +131,11 @@ pub struct ServerSession {
     refused_results: BTreeMap<CommandTag, StatusCode>,
     /// Our last message lacked Final: the next device message lets us continue the package.
     our_package_open: bool,
+    /// Alerts the engine sent on its own (1225), by (our MsgID, CmdID): the device's Status
+    /// for them still belongs to this session (DM Protocol 1.2 §7; issue 9 item 8).
+    engine_alerts: std::collections::BTreeSet<(u32, u32)>,
+    /// Answers (statuses, engine alerts) that did not fit our last message: they open the next.
+    carry: VecDeque<Command>,
     /// Consecutive non-final messages that could place no command (spin guard).
     stalled: u32,
     pending: Option<Plan>,
@@ -171,6 +176,8 @@ impl ServerSession {
             send_server_cred,
             server_rejections: 0,
             device_max_msg: None,
+            engine_alerts: std::collections::BTreeSet::new(),
+            carry: VecDeque::new(),
             device_max_obj: None,
             queue: VecDeque::new(),
             sent: BTreeMap::new(),
@@ -694,6 +701,10 @@ impl ServerSession {
 
     fn on_status(&mut self, st: &Status, rejected_msg: Option<u32>) {
         let key = (st.msg_ref, st.cmd_ref);
+        if self.engine_alerts.remove(&key) {
+            // The device's answer to our Alert 1225: nothing waits on it.
+            return;
+        }
         let Some(sent) = self.sent.get_mut(&key) else {
             self.events
                 .push_back(SessionEvent::Anomaly(Anomaly::UnknownStatusRef {
@@ -1137,25 +1148,78 @@ impl ServerSession {
     fn build(&mut self, plan: Plan) -> Outgoing {
         let msg_id = self.next_out_msg_id;
         self.next_out_msg_id = self.next_out_msg_id.saturating_add(1);
-        let header = self.header(msg_id);
+        let mut header = self.header(msg_id);
         let limit = self.msg_limit();
-        let mut budget = MessageBudget::new(&header, self.encoding, limit);
         let mut commands = Vec::new();
         let mut next_id = 1u32;
-        for mut st in plan.statuses {
-            st.cmd_id = next_id;
+        // Every server message respects the device's MaxMsgSize (DM RepPro 1.2 MaxMsgSize;
+        // DM Protocol 1.2, multiple messages in a package), this one included. Mandatory:
+        // the header and the Status for the device's SyncHdr (with its Chal). The other
+        // answers (statuses, the engine's own alerts, older ones carried first) go in order
+        // while they fit; the rest are carried to our next message of the package.
+        let mut answers: Vec<Command> = Vec::new();
+        let mut newer = Vec::new();
+        for st in plan.statuses {
+            if answers.is_empty() && st.cmd_ref == 0 && st.cmd == "SyncHdr" {
+                answers.push(Command::Status(st));
+            } else {
+                newer.push(Command::Status(st));
+            }
+        }
+        answers.extend(self.carry.drain(..));
+        answers.extend(newer);
+        answers.extend(plan.extra);
+        // A continuation ("Next Message") response must still hold its Alert 1222.
+        let reserve = matches!(plan.mode, Mode::NextMessage).then(|| next_message_alert(99_999));
+        // Our MaxMsgSize/MaxObjSize in the header are informative (SyncHdr Meta is optional):
+        // given in our first message and whenever nothing waits to be sent, left out when the
+        // answers would not all fit with them (decision 81).
+        let work_waiting = !self.queue.is_empty() || self.chunking.is_some();
+        if msg_id > 1 && work_waiting {
+            header.meta = None;
+        }
+        if header.meta.is_some() {
+            let (_, placed) = self.pack(&header, limit, &answers, reserve.as_ref());
+            if placed < answers.len() {
+                header.meta = None;
+            }
+        }
+        let (mut budget, placed) = self.pack(&header, limit, &answers, reserve.as_ref());
+        // The SyncHdr status is never carried; if even it does not fit, the message cannot be
+        // made smaller within the protocol and goes over the limit (decision 81). At least one
+        // answer per message keeps a carry from spinning.
+        let placed = if answers.is_empty() { 0 } else { placed.max(1) };
+        let mut answers = answers.into_iter();
+        for mut c in answers.by_ref().take(placed) {
+            set_cmd_id(&mut c, next_id);
+            if matches!(c, Command::Alert(_)) {
+                self.engine_alerts.insert((msg_id, next_id));
+            }
             next_id += 1;
-            let c = Command::Status(st);
             budget.push(&c);
             commands.push(c);
         }
-        for mut c in plan.extra {
-            if let Command::Alert(a) = &mut c {
-                a.cmd_id = next_id;
+        self.carry = answers.collect();
+        // Commands of the engine's own (Alert 1225) expect a Status from the device: the
+        // message carrying them cannot close the session (DM Protocol 1.2 §7).
+        let expects_answer = commands.iter().any(|c| matches!(c, Command::Alert(_)));
+        if matches!(plan.mode, Mode::AuthChallenge { .. } | Mode::EndAfter(_)) {
+            // A closing message has no next message to carry to: the rest goes now
+            // (decision 81). A refused message answers every command 401/407 (decision 77);
+            // where the Chal of each would not fit the device's MaxMsgSize, a command's Status
+            // goes without it — the Status for the SyncHdr, always first, carries the
+            // challenge for the whole message (decision 84).
+            for mut c in std::mem::take(&mut self.carry) {
+                set_cmd_id(&mut c, next_id);
                 next_id += 1;
+                if !budget.try_add(&c, true) {
+                    if let Command::Status(st) = &mut c {
+                        st.chal = None;
+                    }
+                    budget.push(&c);
+                }
+                commands.push(c);
             }
-            budget.push(&c);
-            commands.push(c);
         }
         let mut end = None;
         let final_ = match plan.mode {
@@ -1170,22 +1234,20 @@ impl ServerSession {
                 true
             }
             Mode::NextMessage => {
-                let c = Command::Alert(Alert {
-                    cmd_id: next_id,
-                    no_resp: false,
-                    cred: None,
-                    correlator: None,
-                    code: AlertCode::NEXT_MESSAGE,
-                    items: Vec::new(),
-                });
-                commands.push(c);
+                commands.push(next_message_alert(next_id));
+                false
+            }
+            Mode::Package if !self.carry.is_empty() => {
+                // Answers left for the next message: our package goes on (no Final), the
+                // device's Alert 1222 asks for the rest.
+                self.our_package_open = true;
                 false
             }
             Mode::Package => {
                 let (final_, added) =
                     self.fill(&header, &mut budget, &mut commands, &mut next_id, msg_id);
                 self.our_package_open = !final_;
-                if final_ && !added {
+                if final_ && !added && !expects_answer {
                     // Statuses only: the session is over (DM Protocol 1.2 §8).
                     end = Some(EndReason::Completed);
                 }
@@ -1213,6 +1275,37 @@ impl ServerSession {
         }
     }
 
+    /// How many of `answers` (in order, numbered from CmdID 1) fit in a message with `header`
+    /// next to `reserve`, and the budget holding them (without `reserve`).
+    fn pack(
+        &self,
+        header: &Header,
+        limit: usize,
+        answers: &[Command],
+        reserve: Option<&Command>,
+    ) -> (MessageBudget, usize) {
+        let mut budget = MessageBudget::new(header, self.encoding, limit);
+        let mut placed = 0;
+        for (i, c) in answers.iter().enumerate() {
+            let mut c = c.clone();
+            set_cmd_id(&mut c, u32::try_from(i + 1).unwrap_or(u32::MAX));
+            let mut attempt = budget.clone();
+            if !attempt.try_add(&c, true) {
+                break;
+            }
+            if let Some(r) = reserve
+                && !attempt.clone().try_add(r, true)
+            {
+                break;
+            }
+            budget = attempt;
+            placed += 1;
+        }
+        // `budget` counted the placed answers; the caller re-counts them with their real
+        // CmdIDs, so start again from the bare header.
+        (MessageBudget::new(header, self.encoding, limit), placed)
+    }
+
     /// Adds the next chunk and queued commands that fit. Returns (Final?, any command added).
     fn fill(
         &mut self,
@@ -1230,6 +1323,7 @@ impl ServerSession {
         // still be needed, the `stalled` guard below keeps the session from spinning.
         let bare = Header {
             cred: None,
+            meta: None,
             ..header.clone()
         };
         let mut empty = MessageBudget::new(&bare, self.encoding, limit);
@@ -1557,6 +1651,26 @@ fn max_item_len(cmd: &DmCommand) -> usize {
 }
 
 /// A MsgRef as wide as any the session will see, for size estimates.
+/// Alert 1222 "Next Message" (DM Protocol 1.2, multiple messages in a package).
+fn next_message_alert(cmd_id: u32) -> Command {
+    Command::Alert(Alert {
+        cmd_id,
+        no_resp: false,
+        cred: None,
+        correlator: None,
+        code: AlertCode::NEXT_MESSAGE,
+        items: Vec::new(),
+    })
+}
+
+fn set_cmd_id(c: &mut Command, id: u32) {
+    match c {
+        Command::Status(s) => s.cmd_id = id,
+        Command::Alert(a) => a.cmd_id = id,
+        _ => {}
+    }
+}
+
 fn in_msg_placeholder() -> u32 {
     99_999
 }
