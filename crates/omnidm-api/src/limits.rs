@@ -39,6 +39,25 @@ impl Bucket {
     }
 }
 
+/// `app`'s bucket, moved to the UTC day of `now` (the day's count starts again); true when
+/// it was moved.
+fn today<'a>(
+    buckets: &'a mut HashMap<AppId, Bucket>,
+    app: &Application,
+    now: Timestamp,
+) -> (&'a mut Bucket, bool) {
+    let day = now.millis().div_euclid(86_400_000);
+    let b = buckets
+        .entry(app.id.clone())
+        .or_insert_with(|| Bucket::new(app, day));
+    let new_day = b.day != day;
+    if new_day {
+        b.day = day;
+        b.used_today = 0;
+    }
+    (b, new_day)
+}
+
 /// Start of the UTC day of `now`, in milliseconds.
 fn day_start(now: Timestamp) -> i64 {
     now.millis().div_euclid(86_400_000) * 86_400_000
@@ -100,17 +119,11 @@ impl Limiter {
     /// or last synced [`QUOTA_SYNC`] ago. It is marked synced (and moved to today) at once,
     /// under the lock, so concurrent requests do not claim it too.
     fn claim_sync(&self, app: &Application, now: Timestamp) -> bool {
-        let day = now.millis().div_euclid(86_400_000);
         let Ok(mut m) = self.buckets.lock() else {
             return false;
         };
-        let b = m
-            .entry(app.id.clone())
-            .or_insert_with(|| Bucket::new(app, day));
-        if b.day != day {
-            b.day = day;
-            b.used_today = 0;
-        } else if b.synced.is_some_and(|t| t.elapsed() < QUOTA_SYNC) {
+        let (b, new_day) = today(&mut m, app, now);
+        if !new_day && b.synced.is_some_and(|t| t.elapsed() < QUOTA_SYNC) {
             return false;
         }
         b.synced = Some(Instant::now());
@@ -125,18 +138,11 @@ impl Limiter {
         now: Timestamp,
         audited: Option<u64>,
     ) -> Result<(), ApiError> {
-        let day = now.millis().div_euclid(86_400_000);
         let Ok(mut m) = self.buckets.lock() else {
             return Ok(());
         };
         let rate = f64::from(app.rate_limit.unwrap_or(u32::MAX));
-        let b = m
-            .entry(app.id.clone())
-            .or_insert_with(|| Bucket::new(app, day));
-        if b.day != day {
-            b.day = day;
-            b.used_today = 0;
-        }
+        let (b, _) = today(&mut m, app, now);
         if let Some(n) = audited {
             b.used_today = b.used_today.max(n);
         }

@@ -454,6 +454,25 @@ pub struct Status {
     pub items: Vec<Item>,
 }
 
+impl Status {
+    /// The Status answering the SyncHdr of message `header` (`CmdRef` 0, the header's
+    /// Target and Source as references), with `code` and nothing else.
+    pub fn for_header(header: &Header, code: StatusCode) -> Status {
+        Status {
+            cmd_id: 0,
+            msg_ref: header.msg_id,
+            cmd_ref: 0,
+            cmd: "SyncHdr".into(),
+            target_refs: vec![header.target.loc_uri.clone()],
+            source_refs: vec![header.source.loc_uri.clone()],
+            cred: None,
+            chal: None,
+            code,
+            items: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Data;

@@ -1027,16 +1027,8 @@ impl ClientSession {
         // 2. Our verdict on the server's credentials.
         let (code, chal) = self.check_server(&msg.header, hmac_header, body);
         let mut hdr_status = Status {
-            cmd_id: 0,
-            msg_ref: msg.header.msg_id,
-            cmd_ref: 0,
-            cmd: "SyncHdr".into(),
-            target_refs: vec![msg.header.target.loc_uri.clone()],
-            source_refs: vec![msg.header.source.loc_uri.clone()],
-            cred: None,
             chal,
-            code,
-            items: Vec::new(),
+            ..Status::for_header(&msg.header, code)
         };
         let server_asks_next = msg
             .body

@@ -389,26 +389,8 @@ impl ServerSession {
     /// carries VerDTD 1.2 / VerProto DM/1.2, which tells the device what we do speak.
     fn refuse_version(&mut self, msg: &Message, code: StatusCode) {
         let in_msg = msg.header.msg_id;
-        let mut statuses = vec![Status {
-            cmd_id: 0,
-            msg_ref: in_msg,
-            cmd_ref: 0,
-            cmd: "SyncHdr".into(),
-            target_refs: vec![msg.header.target.loc_uri.clone()],
-            source_refs: vec![msg.header.source.loc_uri.clone()],
-            cred: None,
-            chal: None,
-            code,
-            items: Vec::new(),
-        }];
-        // Status and Results are answers, not commands: no Status for them (as in `process`).
-        statuses.extend(
-            msg.body
-                .commands
-                .iter()
-                .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
-                .map(|c| status_for(in_msg, c, code)),
-        );
+        let mut statuses = vec![Status::for_header(&msg.header, code)];
+        statuses.extend(command_statuses(msg, code));
         let reason = EndReason::ProtocolError(ProtocolError::UnsupportedVersion {
             ver_dtd: msg.header.ver_dtd.chars().take(40).collect(),
             ver_proto: msg.header.ver_proto.chars().take(40).collect(),
@@ -427,18 +409,7 @@ impl ServerSession {
 
     fn process(&mut self, msg: &Message, incoming: Incoming<'_>) {
         let in_msg = msg.header.msg_id;
-        let mut header_status = Status {
-            cmd_id: 0,
-            msg_ref: in_msg,
-            cmd_ref: 0,
-            cmd: "SyncHdr".into(),
-            target_refs: vec![msg.header.target.loc_uri.clone()],
-            source_refs: vec![msg.header.source.loc_uri.clone()],
-            cred: None,
-            chal: None,
-            code: StatusCode::OK,
-            items: Vec::new(),
-        };
+        let mut header_status = Status::for_header(&msg.header, StatusCode::OK);
 
         // Client authentication (DM Security 1.2 §5; DM Protocol 1.2 §9 Authentication).
         match self.check_client(msg, incoming) {
@@ -499,17 +470,10 @@ impl ServerSession {
                 // Nothing in it runs. Status and Results are answers, not commands: they get
                 // none (as in `process` below); they are read again when the device resends.
                 let mut statuses = vec![header_status];
-                statuses.extend(
-                    msg.body
-                        .commands
-                        .iter()
-                        .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
-                        .map(|c| {
-                            let mut st = status_for(in_msg, c, status);
-                            st.chal = Some(chal.clone());
-                            st
-                        }),
-                );
+                statuses.extend(command_statuses(msg, status).map(|mut st| {
+                    st.chal = Some(chal.clone());
+                    st
+                }));
                 self.pending = Some(Plan {
                     statuses,
                     extra: Vec::new(),
@@ -1747,6 +1711,16 @@ fn report(item: &Item, cmd_meta: Option<&Meta>) -> NodeReport {
             .or_else(|| cmd_meta.and_then(|m| m.type_.clone())),
         data: item.data.clone(),
     }
+}
+
+/// `code` for every command of `msg` (a refused message: wrong version, failed
+/// authentication). Status and Results are answers, not commands: they get none.
+fn command_statuses(msg: &Message, code: StatusCode) -> impl Iterator<Item = Status> + '_ {
+    msg.body
+        .commands
+        .iter()
+        .filter(|c| !matches!(c, Command::Status(_) | Command::Results(_)))
+        .map(move |c| status_for(msg.header.msg_id, c, code))
 }
 
 /// The user's answer from the device's Status for a UI alert (DM Protocol 1.2 §10.2).
