@@ -183,7 +183,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                 let device = device.into_device(crate::server::dm::now_ts());
                 match store.create_device(&device).await {
                     Ok(()) => {
-                        println!("added {}", device.id);
+                        outln!("added {}", device.id);
                         Ok(Outcome::Ok)
                     }
                     Err(StoreError::Conflict(_)) => bail!(
@@ -233,7 +233,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                println!("added {added} devices ({existing} existed already)");
+                outln!("added {added} devices ({existing} existed already)");
                 Ok(Outcome::Ok)
             })
         }
@@ -254,7 +254,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
             let page = store.list_devices(&filter, None, limit).await?;
             if json {
                 for d in &page.devices {
-                    println!("{}", device_json(d));
+                    outln!("{}", device_json(d));
                 }
             } else {
                 let rows: Vec<Vec<String>> = page
@@ -284,7 +284,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                         "LAST SEEN",
                     ],
                     &rows,
-                );
+                )?;
                 if page.next.is_some() {
                     eprintln!("(more devices: raise --limit)");
                 }
@@ -298,7 +298,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                 .await?
                 .with_context(|| format!("no device {id}; list them with `omnidm devices list`"))?;
             if json {
-                println!("{}", device_json(&d));
+                outln!("{}", device_json(&d));
             } else {
                 let dm = d.dm.as_ref();
                 let rows = vec![
@@ -331,7 +331,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                     vec!["last seen".into(), when(d.last_seen)],
                     vec!["sessions".into(), d.session_count.to_string()],
                 ];
-                print_table(&["FIELD", "VALUE"], &rows);
+                print_table(&["FIELD", "VALUE"], &rows)?;
             }
             Ok(Outcome::Ok)
         }),
@@ -347,7 +347,7 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
             let entries = store.read_tree(&id, &root, depth).await?;
             if json {
                 for e in &entries {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"path": e.path.to_string(), "format": e.format.as_str(),
                                "type": e.mime_type, "value": e.value,
@@ -366,14 +366,14 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
                         ]
                     })
                     .collect();
-                print_table(&["PATH", "FORMAT", "VALUE", "UPDATED"], &rows);
+                print_table(&["PATH", "FORMAT", "VALUE", "UPDATED"], &rows)?;
             }
             Ok(Outcome::Ok)
         }),
         DevicesCommand::Delete { id, store } => store.with_store(|store| async move {
             let id = DeviceId::new(id.clone()).with_context(|| format!("device id {id:?}"))?;
             if store.delete_device(&id).await? {
-                println!("deleted {id}");
+                outln!("deleted {id}");
                 Ok(Outcome::Ok)
             } else {
                 bail!("no device {id}")

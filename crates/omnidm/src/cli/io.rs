@@ -2,6 +2,18 @@
 //! debugging tool owes a terminal (no binary dumped on it) and a pipe (a closed reader is not
 //! an error worth a panic).
 
+/// `println!` for command output: writes through [`write_stdout`] and returns the error with `?`
+/// from the calling function, so a reader that went away (`| head -1`) ends the command
+/// quietly instead of panicking as `println!` does on a broken pipe.
+macro_rules! outln {
+    () => {
+        $crate::cli::io::write_stdout(b"\n")?
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::io::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())?
+    };
+}
+
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 

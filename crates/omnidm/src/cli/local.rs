@@ -58,15 +58,16 @@ impl StoreArgs {
 }
 
 /// Prints rows as an aligned table with a header line.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
+    // One write for the whole table: a reader that goes away is reported once.
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
                 out.push_str(cell);
@@ -74,12 +75,16 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        while out.ends_with(' ') {
+            out.pop();
+        }
+        out.push('\n');
     };
     line(headers.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+    super::io::write_stdout(out.as_bytes())
 }
 
 /// A timestamp for people: RFC 3339 in UTC, or `-`.

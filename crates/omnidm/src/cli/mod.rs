@@ -1,10 +1,11 @@
 //! Command-line parsing, dispatch and the one place where errors become messages and exit
 //! codes.
 
+#[macro_use]
+mod io;
 mod api;
 mod devices;
 mod inspect;
-mod io;
 
 pub use io::to_hex;
 mod local;

@@ -212,9 +212,9 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                     Err(e) => return Err(e.into()),
                 };
                 if json {
-                    println!("{}", op_json(&op));
+                    outln!("{}", op_json(&op));
                 } else {
-                    println!("queued operation {} for {}: it runs in the device's next session", op.id, op.device_id);
+                    outln!("queued operation {} for {}: it runs in the device's next session", op.id, op.device_id);
                 }
                 Ok(Outcome::Ok)
             })
@@ -249,7 +249,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                 match store.submit(ops, now).await {
                     Ok(ops) => {
                         let (first, last) = (ops.first().map(|o| o.id), ops.last().map(|o| o.id));
-                        println!(
+                        outln!(
                             "queued {n} operations (ids {}..={}) in {:.2} s",
                             first.map_or(0, |i| i.0),
                             last.map_or(0, |i| i.0),
@@ -270,10 +270,10 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                 .await?
                 .with_context(|| format!("no operation {id}; list them with `omnidm ops list`"))?;
             if json {
-                println!("{}", op_json(&op));
+                outln!("{}", op_json(&op));
             } else {
-                println!("operation {}  device {}  state {}", op.id, op.device_id, op.state.as_str());
-                println!("created {}  updated {}  attempts {}", when(Some(op.created_at)), when(Some(op.updated_at)), op.attempts);
+                outln!("operation {}  device {}  state {}", op.id, op.device_id, op.state.as_str());
+                outln!("created {}  updated {}  attempts {}", when(Some(op.created_at)), when(Some(op.updated_at)), op.attempts);
                 let rows: Vec<Vec<String>> = op
                     .commands
                     .iter()
@@ -295,7 +295,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                         ]
                     })
                     .collect();
-                print_table(&["#", "COMMAND", "TARGET", "STATUS", "RESULT"], &rows);
+                print_table(&["#", "COMMAND", "TARGET", "STATUS", "RESULT"], &rows)?;
             }
             Ok(Outcome::Ok)
         }),
@@ -310,7 +310,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
             let ops = store.list_operations(&filter).await?;
             if json {
                 for op in &ops {
-                    println!("{}", op_json(op));
+                    outln!("{}", op_json(op));
                 }
             } else {
                 let rows: Vec<Vec<String>> = ops
@@ -325,14 +325,14 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                         ]
                     })
                     .collect();
-                print_table(&["ID", "DEVICE", "STATE", "COMMANDS", "UPDATED"], &rows);
+                print_table(&["ID", "DEVICE", "STATE", "COMMANDS", "UPDATED"], &rows)?;
             }
             Ok(Outcome::Ok)
         }),
         OpsCommand::Cancel { id, store } => store.with_store(|store| async move {
             match store.cancel(OperationId(id), crate::server::dm::now_ts()).await {
                 Ok(op) => {
-                    println!("cancelled operation {}", op.id);
+                    outln!("cancelled operation {}", op.id);
                     Ok(Outcome::Ok)
                 }
                 Err(e @ StoreError::IllegalTransition { .. }) => bail!("cannot cancel: {e} (only queued operations can be cancelled)"),

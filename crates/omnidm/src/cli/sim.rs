@@ -234,9 +234,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
     let summary = runtime.block_on(drive(&fleet, &args))?;
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{summary}");
+        super::io::write_stdout(summary.to_string().as_bytes())?;
     }
     if summary.failed > 0 {
         let what = if args.trivial.is_some() {

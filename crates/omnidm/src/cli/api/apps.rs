@@ -124,12 +124,12 @@ fn print_new_key(client: &Client, answer: &Value, key: &Value, what: &str) -> an
         return print_json(answer);
     }
     let secret = key.get("key").and_then(Value::as_str).unwrap_or("-");
-    println!("{what}");
-    println!();
-    println!("    {secret}");
-    println!();
-    println!("This key is shown only now: store it somewhere safe. Use it as");
-    println!("`Authorization: Bearer <key>`, or `OMNIDM_API_KEY=<key> omnidm api …`.");
+    outln!("{what}");
+    outln!();
+    outln!("    {secret}");
+    outln!();
+    outln!("This key is shown only now: store it somewhere safe. Use it as");
+    outln!("`Authorization: Bearer <key>`, or `OMNIDM_API_KEY=<key> omnidm api …`.");
     Ok(())
 }
 

@@ -317,15 +317,15 @@ pub async fn run_webhooks(client: &Client, cmd: WebhooksCommand) -> anyhow::Resu
                 .get("secret")
                 .and_then(Value::as_str)
                 .context("the API answered without the signing secret")?;
-            println!(
+            outln!(
                 "created webhook {} → {url}; signing secret:",
                 super::cell(&answer, "id")
             );
-            println!();
-            println!("    {secret}");
-            println!();
-            println!("The secret is shown only now: store it with the receiver, which uses it");
-            println!("to verify each delivery's signature.");
+            outln!();
+            outln!("    {secret}");
+            outln!();
+            outln!("The secret is shown only now: store it with the receiver, which uses it");
+            outln!("to verify each delivery's signature.");
             Ok(())
         }
         WebhooksCommand::List => {

@@ -502,7 +502,7 @@ pub fn print_items(
     let (headers, keys) = table_columns(&items, columns);
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    super::local::print_table(&headers, &rows(&items, &keys));
+    super::local::print_table(&headers, &rows(&items, &keys))?;
     Ok(())
 }
 
@@ -568,7 +568,7 @@ pub fn print_done(client: &Client, answer: &Value, message: &str) -> anyhow::Res
         };
         return print_json(&v);
     }
-    println!("{message}");
+    outln!("{message}");
     Ok(())
 }
 

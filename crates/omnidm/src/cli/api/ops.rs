@@ -291,37 +291,38 @@ fn result_text(r: &Value) -> String {
 const DEVICE_HEADERS: [&str; 5] = ["DEVICE", "STATE", "#", "STATUS", "RESULT"];
 
 /// Prints an operation view (`GET /operations/{id}`) for people.
-fn print_operation(op: &Value) {
-    println!(
+fn print_operation(op: &Value) -> anyhow::Result<()> {
+    outln!(
         "operation {}  application {}  state {}  devices {}",
         super::cell(op, "id"),
         super::cell(op, "application"),
         super::cell(op, "state"),
         super::cell(op, "device_count"),
     );
-    println!(
+    outln!(
         "target {}  created {}  expires {}",
         target_cell(op.get("target")),
         super::cell(op, "created_at"),
         super::cell(op, "expires_at"),
     );
-    println!("{}", counts_line(op));
+    outln!("{}", counts_line(op));
     let devices = op
         .get("devices")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
     if !devices.is_empty() {
-        println!();
-        super::super::local::print_table(&DEVICE_HEADERS, &device_rows(devices));
+        outln!();
+        super::super::local::print_table(&DEVICE_HEADERS, &device_rows(devices))?;
     }
     if op.get("devices_next_cursor").is_some_and(|c| !c.is_null()) {
-        println!(
+        outln!(
             "(first {} devices shown; all of them: `omnidm api ops devices {}`)",
             devices.len(),
             super::cell(op, "id")
         );
     }
+    Ok(())
 }
 
 /// Long-polls the operation until it completes or `secs` pass, with a spinner on stderr.
@@ -382,13 +383,13 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
                 if client.json {
                     return print_json(&op);
                 }
-                print_operation(&op);
+                print_operation(&op)?;
                 return Ok(());
             }
             if client.json {
                 return print_json(&op);
             }
-            println!(
+            outln!(
                 "submitted operation {id} for {} device(s): it runs in each device's next session{}",
                 super::cell(&op, "device_count"),
                 if notify {
@@ -397,7 +398,7 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
                     ""
                 }
             );
-            println!("follow it with `omnidm api ops show {id} --wait 60`");
+            outln!("follow it with `omnidm api ops show {id} --wait 60`");
             Ok(())
         }
         OpsCommand::Show { id, wait } => {
@@ -410,7 +411,7 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
             if client.json {
                 return print_json(&op);
             }
-            print_operation(&op);
+            print_operation(&op)?;
             Ok(())
         }
         OpsCommand::List => {
@@ -439,7 +440,7 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
             super::super::local::print_table(
                 &["ID", "APPLICATION", "TARGET", "DEVICES", "CREATED"],
                 &rows,
-            );
+            )?;
             Ok(())
         }
         OpsCommand::Devices { id, state } => {
@@ -458,7 +459,7 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
                 eprintln!("no devices match");
                 return Ok(());
             }
-            super::super::local::print_table(&DEVICE_HEADERS, &device_rows(&devices));
+            super::super::local::print_table(&DEVICE_HEADERS, &device_rows(&devices))?;
             Ok(())
         }
         OpsCommand::Cancel { id } => {
@@ -466,8 +467,8 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
             if client.json {
                 return print_json(&op);
             }
-            println!("cancelled what was still queued of operation {id}");
-            println!("{}", counts_line(&op));
+            outln!("cancelled what was still queued of operation {id}");
+            outln!("{}", counts_line(&op));
             Ok(())
         }
     }

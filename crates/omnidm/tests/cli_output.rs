@@ -1,0 +1,67 @@
+//! Command output into a pipe whose reader has gone away (`omnidm devices list | head -1`):
+//! the command ends quietly with exit code 0, never with a panic (issue 10, "every table
+//! command panics with a broken pipe", rc 101 before).
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+
+mod support;
+
+/// Runs `omnidm args` with standard output connected to a pipe whose read end is already
+/// closed, so the first write fails with EPIPE; returns (exit code, stderr).
+fn run_into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_omnidm"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn table_and_json_commands_end_quietly_when_the_reader_goes_away() {
+    let dir = support::DataDir::new("cli-output");
+    let data = dir.path();
+    let added = Command::new(env!("CARGO_BIN_EXE_omnidm"))
+        .args(["devices", "add", "IMEI:1", "--data-dir", data])
+        .args(["--client-secret", "c", "--server-secret", "s"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let queued = Command::new(env!("CARGO_BIN_EXE_omnidm"))
+        .args([
+            "ops",
+            "submit",
+            "IMEI:1",
+            "get:./DevInfo/Mod",
+            "--data-dir",
+            data,
+        ])
+        .output()
+        .unwrap();
+    assert!(queued.status.success(), "{queued:?}");
+
+    for args in [
+        vec!["devices", "list"],
+        vec!["devices", "list", "--json"],
+        vec!["devices", "show", "IMEI:1"],
+        vec!["devices", "tree", "IMEI:1"],
+        vec!["ops", "list"],
+        vec!["ops", "list", "--json"],
+        vec!["ops", "show", "1"],
+    ] {
+        let mut full = args.clone();
+        full.extend(["--data-dir", data]);
+        let (code, stderr) = run_into_closed_pipe(&full);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} complained: {stderr}");
+    }
+}
