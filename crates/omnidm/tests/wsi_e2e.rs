@@ -613,6 +613,24 @@ fn the_cli_drives_the_api() {
     assert!(listed.to_string().contains("IMEI:42"), "{listed}");
     let human = ok(api_cli(&["devices", "list"]));
     assert!(human.contains("IMEI:42"), "{human}");
+    // `--wait N` waits the whole N seconds (it used to return about a second early) and, the
+    // device not having called in, shows the operation and exits 4, not 0.
+    let started = std::time::Instant::now();
+    let waited = api_cli(&[
+        "ops",
+        "submit",
+        "--device",
+        "IMEI:42",
+        "get:./DevInfo/Mod",
+        "--wait",
+        "2",
+        "--json",
+    ]);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(waited.status.code(), Some(4), "{waited:?}");
+    let shown: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    assert_eq!(shown["state"], "queued", "{shown}");
+    assert!(String::from_utf8_lossy(&waited.stderr).contains("did not complete within 2 s"));
     // A denial prints the problem and exits non-zero.
     let denied = std::process::Command::new(support::BIN)
         .args([

@@ -32,7 +32,8 @@ use clap::{Parser, Subcommand};
         decodes, re-encodes and inspects captured DM messages and package 0 notifications; \
         `omnidm api` drives a running server through its REST API.",
     after_help = "Exit codes: 0 success, 1 bad input or I/O error, 2 usage error, \
-        3 a requested credential or digest check did not verify."
+        3 a requested credential or digest check did not verify, 4 `--wait` ended before the \
+        operation completed."
 )]
 pub struct Cli {
     /// What to do.
@@ -69,10 +70,35 @@ pub enum Outcome {
     NotVerified,
 }
 
+/// The error a command returns when `--wait` ran out before the operation completed; the
+/// operation as it stood has been printed. Exit code 4, so a script can tell "not yet" from
+/// a failure.
+#[derive(Debug)]
+pub struct NotCompleted {
+    /// The operation waited for.
+    pub id: u64,
+    /// How long was waited, in seconds.
+    pub secs: u64,
+}
+
+impl std::fmt::Display for NotCompleted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "operation {} did not complete within {} s (shown as it is now)",
+            self.id, self.secs
+        )
+    }
+}
+
+impl std::error::Error for NotCompleted {}
+
 /// Exit code for bad input or an I/O failure.
 const EXIT_FAILURE: u8 = 1;
 /// Exit code when a requested verification fails (the input itself was fine).
 const EXIT_NOT_VERIFIED: u8 = 3;
+/// Exit code when `--wait` ended before the operation completed.
+const EXIT_NOT_COMPLETED: u8 = 4;
 
 /// Parses the command line, runs the command and maps the result to an exit code. Errors are
 /// printed as `error: <context>: <cause>` followed by a hint saying what to try next.
@@ -98,6 +124,9 @@ pub fn main() -> ExitCode {
             if let Some(hint) = hint_for(&err) {
                 eprintln!("hint: {hint}");
             }
+            if err.downcast_ref::<NotCompleted>().is_some() {
+                return ExitCode::from(EXIT_NOT_COMPLETED);
+            }
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -106,6 +135,12 @@ pub fn main() -> ExitCode {
 /// A next step for the person at the terminal, chosen from the typed causes in the chain.
 fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
+        if cause.is::<NotCompleted>() {
+            return Some(
+                "devices run operations when they call in; follow it with \
+                 `omnidm api ops show ID --wait SECS`, or queue it with --notify",
+            );
+        }
         if let Some(p) = cause.downcast_ref::<api::Problem>() {
             return p.hint();
         }

@@ -325,16 +325,25 @@ fn print_operation(op: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn is_completed(op: &Value) -> bool {
+    op.get("state").and_then(Value::as_str) == Some("completed")
+}
+
 /// Long-polls the operation until it completes or `secs` pass, with a spinner on stderr.
 async fn wait_for(client: &Client, id: u64, mut op: Value, secs: u64) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let spinner = spinner_for(&format!("operation {id}"));
     let path = id.to_string();
     loop {
-        if op.get("state").and_then(Value::as_str) == Some("completed") {
+        if is_completed(&op) {
             break;
         }
-        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+        // Rounded up: the last fraction of a second is waited for too, so `--wait N` never
+        // returns before N seconds unless the operation completed.
+        let left_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        let left = u64::try_from(left_ms.div_ceil(1000)).unwrap_or(u64::MAX);
         if left == 0 {
             break;
         }
@@ -347,10 +356,22 @@ async fn wait_for(client: &Client, id: u64, mut op: Value, secs: u64) -> anyhow:
             .await?;
     }
     spinner.finish_and_clear();
-    if op.get("state").and_then(Value::as_str) != Some("completed") {
-        eprintln!("operation {id} is not complete after {secs} s; showing it as it is now");
-    }
     Ok(op)
+}
+
+/// Prints the operation waited for (JSON or table) and fails with [`NotCompleted`] (exit
+/// code 4) when the wait ran out first.
+fn print_waited(client: &Client, id: u64, op: &Value, secs: u64) -> anyhow::Result<()> {
+    if client.json {
+        print_json(op)?;
+    } else {
+        print_operation(op)?;
+    }
+    if is_completed(op) {
+        Ok(())
+    } else {
+        Err(super::super::NotCompleted { id, secs }.into())
+    }
 }
 
 /// Runs an `api ops` subcommand.
@@ -373,18 +394,14 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
                 "notify": notify,
                 "expires_in": expires_in,
             });
-            let mut op = client.post(&["operations"], &body).await?;
+            let op = client.post(&["operations"], &body).await?;
             let id = op
                 .get("id")
                 .and_then(Value::as_u64)
                 .context("the API answered without an operation id")?;
             if let Some(secs) = wait.filter(|s| *s > 0) {
-                op = wait_for(client, id, op, secs).await?;
-                if client.json {
-                    return print_json(&op);
-                }
-                print_operation(&op)?;
-                return Ok(());
+                let op = wait_for(client, id, op, secs).await?;
+                return print_waited(client, id, &op, secs);
             }
             if client.json {
                 return print_json(&op);
@@ -402,11 +419,12 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         OpsCommand::Show { id, wait } => {
-            let mut op = client
+            let op = client
                 .get(&["operations", &id.to_string()], &Query::new())
                 .await?;
             if let Some(secs) = wait.filter(|s| *s > 0) {
-                op = wait_for(client, id, op, secs).await?;
+                let op = wait_for(client, id, op, secs).await?;
+                return print_waited(client, id, &op, secs);
             }
             if client.json {
                 return print_json(&op);
