@@ -64,4 +64,23 @@ fn table_and_json_commands_end_quietly_when_the_reader_goes_away() {
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?} complained: {stderr}");
     }
+
+    // A fan-out names the ids it queued in words people read (it printed `ids 2..=2`).
+    let list = std::path::Path::new(data).join("devices.txt");
+    std::fs::write(&list, "IMEI:1\n").unwrap();
+    let fanned = Command::new(env!("CARGO_BIN_EXE_omnidm"))
+        .args(["ops", "fan-out", "--devices-file", list.to_str().unwrap()])
+        .args(["get:./DevInfo/Mod", "--data-dir", data])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&fanned.stdout);
+    assert!(said.starts_with("queued 1 operations (id 2)"), "{said}");
+
+    // The tree of a device that does not exist is an error, not an empty table with rc 0.
+    let unknown = Command::new(env!("CARGO_BIN_EXE_omnidm"))
+        .args(["devices", "tree", "IMEI:404", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no device IMEI:404"));
 }

@@ -344,6 +344,10 @@ pub fn run(cmd: DevicesCommand) -> anyhow::Result<Outcome> {
         } => store.with_store(|store| async move {
             let id = DeviceId::new(id.clone()).with_context(|| format!("device id {id:?}"))?;
             let root = NodePath::dm(&path).with_context(|| format!("--path {path:?}"))?;
+            // An unknown device is an error, not an empty tree.
+            if store.get_device(&id).await?.is_none() {
+                bail!("no device {id}; list them with `omnidm devices list`");
+            }
             let entries = store.read_tree(&id, &root, depth).await?;
             if json {
                 for e in &entries {

@@ -248,11 +248,13 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
                     .collect();
                 match store.submit(ops, now).await {
                     Ok(ops) => {
-                        let (first, last) = (ops.first().map(|o| o.id), ops.last().map(|o| o.id));
+                        let ids = match (ops.first(), ops.last()) {
+                            (Some(a), Some(b)) if a.id == b.id => format!("id {}", a.id.0),
+                            (Some(a), Some(b)) => format!("ids {} to {}", a.id.0, b.id.0),
+                            _ => "no ids".into(),
+                        };
                         outln!(
-                            "queued {n} operations (ids {}..={}) in {:.2} s",
-                            first.map_or(0, |i| i.0),
-                            last.map_or(0, |i| i.0),
+                            "queued {n} operations ({ids}) in {:.2} s",
                             started.elapsed().as_secs_f64()
                         );
                         Ok(Outcome::Ok)
