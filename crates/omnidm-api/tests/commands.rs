@@ -50,20 +50,50 @@ proptest! {
         prop_assert_eq!(parsed, again);
     }
 
-    /// Arbitrary bytes are refused with an error, never a panic.
+    /// Arbitrary bytes are refused with a 400 that says what is wrong, never a panic; the
+    /// only bytes accepted are a JSON array (whose commands then render back to themselves).
     #[test]
     fn garbage_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = omnidm_api::parse_commands(&bytes);
+        check_refused_or_sound(&bytes)?;
     }
 
-    /// Mutated valid bodies too.
+    /// Mutated valid bodies: refused the same way, or accepted as sound commands.
     #[test]
     fn mutations_are_refused_or_accepted_never_panic(cmds in prop::collection::vec(command(), 1..3), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let mut text = serde_json::to_vec(&cmds).unwrap();
         let i = at.index(text.len());
         text[i] = byte;
-        let _ = omnidm_api::parse_commands(&text);
+        check_refused_or_sound(&text)?;
     }
+}
+
+/// What every body must get from `parse_commands`: a 400 "bad-request" problem with a detail
+/// that names the trouble, or — only for a JSON array — commands that survive a round trip.
+fn check_refused_or_sound(body: &[u8]) -> Result<(), TestCaseError> {
+    match omnidm_api::parse_commands(body) {
+        Err(err) => {
+            prop_assert_eq!(err.kind, omnidm_api::problem::Kind::BadRequest);
+            prop_assert!(
+                err.detail.starts_with("the body is not valid JSON")
+                    || err.detail.starts_with("the JSON does not match the schema")
+                    || err.detail.contains("command"),
+                "detail says what is wrong: {}",
+                err.detail
+            );
+        }
+        Ok(cmds) => {
+            let parsed: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| TestCaseError::fail(format!("accepted non-JSON: {e}")))?;
+            prop_assert!(parsed.is_array(), "accepted a non-array: {parsed}");
+            let rendered: Vec<_> = cmds.iter().map(omnidm_api::render_command).collect();
+            let again = omnidm_api::parse_commands(&serde_json::to_vec(&rendered).unwrap())
+                .map_err(|e| {
+                    TestCaseError::fail(format!("rendered commands refused: {}", e.detail))
+                })?;
+            prop_assert_eq!(again, cmds);
+        }
+    }
+    Ok(())
 }
 
 #[test]
