@@ -84,3 +84,28 @@ fn table_and_json_commands_end_quietly_when_the_reader_goes_away() {
     assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no device IMEI:404"));
 }
+
+/// `--config -` reads the configuration from standard input, as the not-found hint offers.
+#[test]
+fn config_can_come_from_standard_input() {
+    use std::io::Write as _;
+    let dir = support::DataDir::new("cli-config-stdin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omnidm"))
+        .args(["serve", "--config", "-", "--data-dir", dir.path()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not valid TOML: the error must name standard input, not a file called `-`.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"bogus = \n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("<stdin>: invalid configuration"), "{err}");
+}

@@ -182,3 +182,33 @@ fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
     }
     None
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every dotted name the help text offers as an event type is one the server emits
+    /// (the help named `operation.completed`, which does not exist).
+    #[test]
+    fn event_types_named_in_help_exist() {
+        let mut cli = super::Cli::command();
+        let list = cli
+            .find_subcommand_mut("api")
+            .and_then(|c| c.find_subcommand_mut("events"))
+            .and_then(|c| c.find_subcommand_mut("list"))
+            .unwrap();
+        let help = list.render_long_help().to_string();
+        let named: Vec<&str> = help
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '.' || c == '_'))
+            .filter(|w| w.contains('.') && !w.starts_with('.') && !w.ends_with('.'))
+            .collect();
+        assert!(!named.is_empty(), "{help}");
+        for name in named {
+            assert!(
+                omnidm_core::EventKind::parse(name).is_some(),
+                "help names {name:?}, not an event type"
+            );
+        }
+    }
+}

@@ -17,7 +17,7 @@ pub enum EventsCommand {
         /// Only events after this id.
         #[arg(long, value_name = "ID")]
         after: Option<u64>,
-        /// Only these types, e.g. operation.completed (comma-separated or repeated).
+        /// Only these types, e.g. command.result or operation.state_changed (comma-separated or repeated).
         #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
         types: Vec<String>,
         /// Only this device's.
@@ -408,11 +408,11 @@ mod tests {
 
     #[test]
     fn event_lines() {
-        let e = json!({"id":12,"type":"operation.completed","at":"2026-01-01T00:00:00Z",
+        let e = json!({"id":12,"type":"operation.state_changed","at":"2026-01-01T00:00:00Z",
             "device_id":"IMEI:1","app_id":null,"operation_id":3,"data":{"state":"succeeded"}});
         assert_eq!(
             event_line(&e),
-            "12  2026-01-01T00:00:00Z  operation.completed  device=IMEI:1  op=3  {\"state\":\"succeeded\"}"
+            "12  2026-01-01T00:00:00Z  operation.state_changed  device=IMEI:1  op=3  {\"state\":\"succeeded\"}"
         );
     }
 }

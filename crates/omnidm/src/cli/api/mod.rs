@@ -45,7 +45,8 @@ struct Connection {
     /// Base URL of the server's API listener [default: http://127.0.0.1:8701].
     #[arg(long, value_name = "URL", env = "OMNIDM_API_URL", global = true)]
     url: Option<String>,
-    /// API key (`omk_…`); the default is $OMNIDM_API_KEY, then --key-file.
+    /// API key (`omk_…`). Precedence: --key, then --key-file, then $OMNIDM_API_KEY, then the
+    /// default key file.
     #[arg(long, value_name = "KEY", global = true, conflicts_with = "key_file")]
     key: Option<String>,
     /// File holding the API key [default when no key is given: ./omnidm-data/admin.key, which
