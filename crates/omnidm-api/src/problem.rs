@@ -151,6 +151,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The rule of [`ApiError::admin_only`] denials.
+pub const ADMIN_ONLY_RULE: &str = "this call needs the admin role";
+
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -199,9 +202,14 @@ impl ApiError {
         }
     }
 
-    /// 403 for an admin-only call.
+    /// 403 for an admin-only call: no grant can help, so the detail does not suggest one.
     pub fn admin_only() -> ApiError {
-        ApiError::forbidden("this call needs the admin role")
+        ApiError {
+            detail: "denied: this call needs the admin role; no grant allows it, use an \
+                     admin key"
+                .into(),
+            ..ApiError::forbidden(ADMIN_ONLY_RULE)
+        }
     }
 
     /// The problem body.

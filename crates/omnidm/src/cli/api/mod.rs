@@ -198,9 +198,13 @@ impl Problem {
                 "pass a valid key with --key, OMNIDM_API_KEY or --key-file (the admin key is in \
                  <data-dir>/admin.key); keys are created with `omnidm api keys create APP`",
             ),
+            403 if self.rule.as_deref() == Some(omnidm_api::problem::ADMIN_ONLY_RULE) => Some(
+                "only an admin key can do this (the admin key is in <data-dir>/admin.key); no \
+                 grant helps",
+            ),
             403 => Some(
-                "the key's application lacks the role or a grant for this; an admin can add one \
-                 with `omnidm api grants create`",
+                "the key's application lacks a grant for this; an admin can add one with \
+                 `omnidm api grants create`",
             ),
             404 if self.detail.starts_with("no such endpoint") => Some(
                 "the server does not offer this endpoint; it may run an older omnidm than this \
@@ -274,6 +278,14 @@ impl Client {
             .with_context(|| format!("--url {url:?}: expected a URL such as {DEFAULT_URL}"))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             bail!("--url {url:?}: use an http:// or https:// URL");
+        }
+        // The API's own prefix is added to every call; a URL pasted with it (from docs/wsi.md's
+        // `$API`) means the same server.
+        let mut base = base;
+        let trimmed = base.path().trim_end_matches('/');
+        if let Some(root) = trimmed.strip_suffix("/api/v1") {
+            let root = if root.is_empty() { "/" } else { root }.to_owned();
+            base.set_path(&root);
         }
         let key = resolve_key(conn, std::env::var(KEY_ENV).ok())?;
         let http = reqwest::Client::builder()
@@ -640,6 +652,45 @@ mod tests {
             )
             .as_str(),
             "http://h:1/prefix/api/v1/apps?cursor=y"
+        );
+    }
+
+    /// A `--url` pasted with the API prefix (`$API` of docs/wsi.md) reaches the same endpoints,
+    /// instead of `/api/v1/api/v1/…` and a misleading "older server" hint.
+    #[test]
+    fn a_url_with_the_api_prefix_means_the_server() {
+        for url in [
+            "http://h:1",
+            "http://h:1/",
+            "http://h:1/api/v1",
+            "http://h:1/api/v1/",
+        ] {
+            let mut c = conn(Some("k"), None);
+            c.url = Some(url.into());
+            let client = Client::new(&c).unwrap();
+            assert_eq!(
+                client.endpoint(&["apps"], &Query::new()).as_str(),
+                "http://h:1/api/v1/apps",
+                "{url}"
+            );
+        }
+    }
+
+    /// An admin-only denial does not send the user looking for a grant that cannot help.
+    #[test]
+    fn admin_only_denials_say_no_grant_helps() {
+        let body =
+            serde_json::to_vec(&omnidm_api::problem::ApiError::admin_only().problem()).unwrap();
+        let p = Problem::parse(403, &body);
+        let hint = p.hint().unwrap();
+        assert!(
+            hint.contains("admin key") && !hint.contains("grants create"),
+            "{hint}"
+        );
+        assert!(
+            !p.detail.contains("ask an administrator for a grant"),
+            "{}",
+            p.detail
         );
     }
 
