@@ -111,14 +111,18 @@ pub fn parse_spec(spec: &str) -> anyhow::Result<OpCommand> {
         NodePath::dm(p).with_context(|| format!("{spec:?}: {p:?} is not a management-tree path"))
     };
     let value = |v: &str| -> anyhow::Result<TypedValue> {
-        let (data, format) = v.rsplit_once('@').unwrap_or((v, "chr"));
+        let (data, format) = v.rsplit_once('@').unwrap_or((v, "string"));
         let value_type = format
             .parse::<omnidm_tree::Format>()
             .map(ValueType::from_dm_format)
             .ok()
             .or_else(|| ValueType::parse(format))
             .with_context(|| {
-                format!("{spec:?}: unknown format {format:?} (chr, int, bool, b64, float, …)")
+                format!(
+                    "{spec:?}: unknown format {format:?}; use string, int, unsigned_int, bool, \
+                     float, base64, xml, date, time, date_time, node or null (the API's names; \
+                     OMA DM's chr and b64 are understood too)"
+                )
             })?;
         Ok(TypedValue {
             value_type,
@@ -443,11 +447,24 @@ mod tests {
                 .to_string()
                 .contains("KIND:ARGUMENT")
         );
+        // The error names the API's formats (docs/wsi.md), not only OMA DM's wire names.
+        let err = parse_spec("replace:./X=1@nope").unwrap_err().to_string();
         assert!(
-            parse_spec("replace:./X=1@nope")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown format")
+            err.contains("unknown format") && err.contains("string") && err.contains("base64"),
+            "{err}"
         );
+        // Both spellings are understood.
+        for (spec, format) in [
+            ("@b64", "base64"),
+            ("@base64", "base64"),
+            ("@chr", "string"),
+        ] {
+            let OpCommand::Replace { value, .. } =
+                parse_spec(&format!("replace:./X=AA{spec}")).unwrap()
+            else {
+                panic!("not a replace")
+            };
+            assert_eq!(value.value_type.as_str(), format);
+        }
     }
 }
