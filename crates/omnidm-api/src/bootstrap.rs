@@ -46,6 +46,73 @@ pub async fn ensure_admin<S: WsiStore>(
     Ok(Some(path))
 }
 
+/// What [`reset_admin_key`] did.
+#[derive(Debug)]
+pub struct AdminKeyReset {
+    /// The new key's file.
+    pub path: PathBuf,
+    /// How many keys of the admin application were revoked.
+    pub revoked: usize,
+    /// True when the admin application was disabled and has been enabled again.
+    pub reenabled: bool,
+}
+
+/// Recovers a lost admin key on the server host (`omnidm admin reset-key`): revokes every key
+/// of the `admin` application (a lost key may have been found by someone else), enables the
+/// application if it was disabled, mints a new key and writes it to `<data-dir>/admin.key`
+/// exactly as first start does. Whoever can run this can already read the data directory,
+/// so it gives nobody more than they have. An existing `admin.key` is never overwritten.
+pub async fn reset_admin_key<S: WsiStore>(
+    store: &S,
+    data_dir: &Path,
+) -> Result<AdminKeyReset, BootstrapError> {
+    let t = now();
+    let id = AppId::new(AppId::ADMIN).map_err(|e| BootstrapError(e.to_string()))?;
+    let Some(mut app) = store.get_app(&id).await? else {
+        return Err(BootstrapError(
+            "there is no `admin` application in this store; `omnidm serve` creates it on first \
+             start (check --data-dir/--database)"
+                .into(),
+        ));
+    };
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Err(BootstrapError(format!(
+            "{} exists; if its key no longer works, move it away and run this again",
+            path.display()
+        )));
+    }
+    let minted = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || mint_key(&id, t, None))
+            .await
+            .map_err(|e| BootstrapError(e.to_string()))?
+            .map_err(|e| BootstrapError(e.detail))?
+    };
+    // The file, then the new key, then the revocations: whatever fails part way, the key in
+    // the file works or nothing has changed.
+    write_private(&path, &format!("{}\n", minted.text))?;
+    store.create_key(&minted.record).await?;
+    let mut revoked = 0;
+    for key in store.list_keys(&id).await? {
+        if key.revoked_at.is_none() && key.id != minted.record.id {
+            store.revoke_key(&key.id, t).await?;
+            revoked += 1;
+        }
+    }
+    let reenabled = app.disabled;
+    if reenabled {
+        app.disabled = false;
+        app.updated_at = t;
+        store.update_app(&app).await?;
+    }
+    Ok(AdminKeyReset {
+        path,
+        revoked,
+        reenabled,
+    })
+}
+
 /// Creates `path` for the key: exclusively (`O_CREAT|O_EXCL`: never an existing file, never
 /// through a symbolic link, which `O_EXCL` refuses too; `O_NOFOLLOW` on top), mode 0600 from
 /// the start, so the key is never readable by anyone else even for an instant (issue 8 item 8).

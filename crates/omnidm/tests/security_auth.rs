@@ -650,3 +650,48 @@ fn a_replayed_webhook_creation_never_shows_the_secret_again() {
     );
     server.stop();
 }
+
+/// A lost admin key is recovered on the server host (`omnidm admin reset-key`, issue 10): the
+/// new key works over HTTP at once, every old admin key stops working, the new file is 0600,
+/// and an existing admin.key is never overwritten.
+#[test]
+fn a_lost_admin_key_is_reset_on_the_server_host() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let data = DataDir::new("admin-reset");
+    let server = Server::start(&data);
+    let api = Api::new(&server, &data);
+    let old = api.admin.clone();
+    assert_eq!(api.admin("GET", "/api/v1/apps", None).status, 200);
+
+    // The file is still there: refused, nothing changes.
+    let refused = support::omnidm(&data, &["admin", "reset-key"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("admin.key exists"));
+    assert_eq!(api.admin("GET", "/api/v1/apps", None).status, 200);
+
+    // Lost: reset while the server runs.
+    let file = data.0.join("admin.key");
+    std::fs::remove_file(&file).unwrap();
+    let said = support::ok(support::omnidm(&data, &["admin", "reset-key"]));
+    assert!(said.contains("revoked 1 old key"), "{said}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let new = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(api.as_(&new, "GET", "/api/v1/apps", None).status, 200);
+    // A running server re-reads a key it verified within its cache TTL (30 s; revocations by
+    // another process or node are seen then).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let status = api.as_(&old, "GET", "/api/v1/apps", None).status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old key still answers {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    server.stop();
+}

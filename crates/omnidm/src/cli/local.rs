@@ -31,6 +31,15 @@ impl StoreArgs {
         F: FnOnce(AnyStore) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<T>>,
     {
+        self.with_store_in(|store, _| f(store))
+    }
+
+    /// Runs `f` with the store open and the data directory the configuration names.
+    pub fn with_store_in<T, F, Fut>(&self, f: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(AnyStore, PathBuf) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
         let overrides = Overrides {
             config_file: self.config.clone(),
             data_dir: self.data_dir.clone(),
@@ -50,7 +59,7 @@ impl StoreArgs {
                     config.database
                 )
             })?;
-            let result = f(store.clone()).await;
+            let result = f(store.clone(), config.data_dir.clone()).await;
             store.close().await;
             result
         })

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod io;
+mod admin;
 mod api;
 mod devices;
 mod inspect;
@@ -57,6 +58,9 @@ enum Command {
     Ops(ops::OpsCommand),
     /// Simulated OMA DM devices and the load generator (one device or thousands).
     Sim(sim::SimArgs),
+    /// Host-side administration without an API key (e.g. recover a lost admin key).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Talks to a running server's Web Services Interface (REST API) over HTTP.
     Api(api::ApiArgs),
 }
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Ops(cmd) => ops::run(cmd),
         Command::Sim(args) => sim::run(args),
         Command::Api(args) => api::run(args),
+        Command::Admin(cmd) => admin::run(cmd),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
