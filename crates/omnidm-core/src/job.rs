@@ -84,8 +84,11 @@ pub struct JobCounts {
     pub failed: u64,
     /// Expired before a session.
     pub expired: u64,
-    /// Cancelled while queued.
+    /// Cancelled while queued (or while awaiting a report).
     pub cancelled: u64,
+    /// Answered, with an accepted Exec waiting for its asynchronous report.
+    #[serde(default)]
+    pub awaiting_report: u64,
 }
 
 impl JobCounts {
@@ -98,17 +101,24 @@ impl JobCounts {
             OpState::Failed => &mut self.failed,
             OpState::Expired => &mut self.expired,
             OpState::Cancelled => &mut self.cancelled,
+            OpState::AwaitingReport => &mut self.awaiting_report,
         };
         *slot += n;
     }
 
     /// All device operations.
     pub fn total(&self) -> u64 {
-        self.queued + self.in_session + self.succeeded + self.failed + self.expired + self.cancelled
+        self.queued
+            + self.in_session
+            + self.awaiting_report
+            + self.succeeded
+            + self.failed
+            + self.expired
+            + self.cancelled
     }
 
     /// Every device operation reached a terminal state.
     pub fn is_done(&self) -> bool {
-        self.queued == 0 && self.in_session == 0
+        self.queued == 0 && self.in_session == 0 && self.awaiting_report == 0
     }
 }

@@ -50,8 +50,9 @@ pub use event::{
 };
 pub use job::{Job, JobCounts, JobId, JobTarget, NewJob};
 pub use operation::{
-    CommandOutcome, NewOperation, NodeResult, OpCommand, OpFilter, OpState, Operation, OperationId,
-    SessionId, UiAnswer, UiKind, UiPrompt, status,
+    CommandOutcome, DEFAULT_REPORT_TIMEOUT_MS, LateReport, NewOperation, NodeResult, OpCommand,
+    OpFilter, OpState, Operation, OperationId, REPORT_TIMEOUT_REASON, ReportEffect, SessionId,
+    UiAnswer, UiKind, UiPrompt, result_code, status,
 };
 pub use path::{NodePath, PathError};
 pub use recovery::{Recovery, recover_interrupted};

@@ -47,10 +47,20 @@ impl fmt::Display for SessionId {
 /// ```text
 /// queued ──claim──► in_session ──complete──► succeeded | failed
 ///   │  ▲                │
+///   │  │                └──complete (an Exec answered 202)──► awaiting_report
+///   │  │                                                         │
+///   │  │       Generic Alert 1226 (ResultCode) or the deadline ──┴──► succeeded | failed
+///   │  │                                   cancel ──► cancelled ◄──┘
 ///   │  └──release───────┘ (session broke; nothing lost, see recover_interrupted)
 ///   ├──► expired    (expires_at passed while queued)
 ///   └──► cancelled  (by the submitter while queued)
 /// ```
+///
+/// `awaiting_report` (issue 9 item 5): an Exec the device answered 202 "accepted for
+/// processing" is not done (DM Protocol 1.2 §10.1 Exec and Generic Alert; FUMO 1.0 §10.2,
+/// SCOMO 1.0, DiagMon 1.0: the device reports completion later with a Generic Alert 1226
+/// carrying the Exec's Correlator and a result code). The operation waits for that report
+/// until its `report_deadline`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpState {
@@ -64,19 +74,23 @@ pub enum OpState {
     Failed,
     /// Its expiry passed before a session took it.
     Expired,
-    /// Cancelled before a session took it.
+    /// Cancelled before a session took it, or while awaiting a report.
     Cancelled,
+    /// Every command was answered, and an Exec the device accepted (202) waits for its
+    /// asynchronous report (Generic Alert 1226) until the operation's `report_deadline`.
+    AwaitingReport,
 }
 
 impl OpState {
     /// Every state.
-    pub const ALL: [OpState; 6] = [
+    pub const ALL: [OpState; 7] = [
         OpState::Queued,
         OpState::InSession,
         OpState::Succeeded,
         OpState::Failed,
         OpState::Expired,
         OpState::Cancelled,
+        OpState::AwaitingReport,
     ];
 
     /// Stable snake_case name, used in storage and APIs.
@@ -88,6 +102,7 @@ impl OpState {
             OpState::Failed => "failed",
             OpState::Expired => "expired",
             OpState::Cancelled => "cancelled",
+            OpState::AwaitingReport => "awaiting_report",
         }
     }
 
@@ -98,18 +113,25 @@ impl OpState {
 
     /// No transition leaves a terminal state.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, OpState::Queued | OpState::InSession)
+        !matches!(
+            self,
+            OpState::Queued | OpState::InSession | OpState::AwaitingReport
+        )
     }
 
     /// The one place that says which transitions are legal.
     ///
     /// In-session operations cannot be cancelled or expired: commands may already be on
-    /// the device, so the session (or recovery) decides their fate.
+    /// the device, so the session (or recovery) decides their fate. An operation awaiting a
+    /// report can be cancelled (decision 86): the server stops waiting; what the device does
+    /// is its own business, and a report arriving later is recorded as late.
     pub fn check_transition(self, to: OpState) -> Result<(), TransitionError> {
         use OpState::*;
         let ok = matches!(
             (self, to),
-            (Queued, InSession | Expired | Cancelled) | (InSession, Queued | Succeeded | Failed)
+            (Queued, InSession | Expired | Cancelled)
+                | (InSession, Queued | Succeeded | Failed | AwaitingReport)
+                | (AwaitingReport, Succeeded | Failed | Cancelled)
         );
         if ok {
             Ok(())
@@ -134,11 +156,136 @@ pub mod status {
     pub const INTERRUPTED: u16 = 900;
     /// The command was never sent because the operation stopped before it.
     pub const NOT_EXECUTED: u16 = 901;
+    /// The device accepted an Exec (202) but its asynchronous report (Generic Alert 1226)
+    /// did not arrive before the operation's `report_deadline` (decision 87).
+    pub const REPORT_TIMEOUT: u16 = 902;
+    /// OMA DM 1.2 "Accepted for processing": for an Exec, the work goes on after the session
+    /// and its result comes later in a Generic Alert 1226.
+    pub const ACCEPTED: u16 = 202;
 
-    /// True for success codes (2xx in OMA DM and CoAP).
+    /// True for success codes: 2xx in OMA DM and CoAP, and the SCOMO 1.0 result codes
+    /// 1200–1299 ("Successful", vendor-specified successes; SCOMO §8.7) that an asynchronous
+    /// report may carry as a command's final status.
     pub fn is_success(code: u16) -> bool {
-        (200..300).contains(&code)
+        (200..300).contains(&code) || (1200..1300).contains(&code)
     }
+}
+
+/// The spec names of the result codes an asynchronous report (Generic Alert 1226) carries as
+/// its Data, for the command outcome's `reason` (issue 9 item 5: "the code and its meaning
+/// shown").
+///
+/// - FUMO 1.0 §10.2 (Generic Alert with type `org.openmobilealliance.dm.firmwareupdate.*`):
+///   200 Successful, 250–299 vendor successes, 400–412 client errors, 450–499 vendor client
+///   errors, 500–503 alternate download server / out of memory / network, 550–599 vendor.
+/// - SCOMO 1.0 §8.7 (`org.openmobilealliance.dm.softwarecomponent.*`): the same scheme shifted
+///   by 1000 (1200 Successful, 14xx client errors, 15xx download server errors).
+/// - DiagMon 1.0 (`urn:oma:at:diagmon:1.0:*`) reuses the FUMO pattern for OperationComplete.
+pub mod result_code {
+    /// The spec name of `code` in a completion report whose alert type is `alert_type`
+    /// (SCOMO when the type is a software-component one or the code is 1xxx), `None` when
+    /// the specifications give it no name.
+    pub fn meaning(alert_type: Option<&str>, code: u16) -> Option<&'static str> {
+        let scomo = alert_type.is_some_and(|t| t.contains("softwarecomponent"))
+            || (1000..2000).contains(&code);
+        if scomo {
+            scomo_meaning(code)
+        } else {
+            fumo_meaning(code)
+        }
+    }
+
+    /// FUMO 1.0 §10.2 result codes.
+    pub fn fumo_meaning(code: u16) -> Option<&'static str> {
+        Some(match code {
+            200 => "Successful",
+            250..=299 => "Successful - Vendor Specified",
+            400 => "Management Client Error",
+            401 => "User Cancelled",
+            402 => "Corrupted Firmware Update Package",
+            403 => "Firmware Update Package - Device Mismatch",
+            404 => "Failed Firmware Update Package Validation",
+            405 => "Firmware Update Package Not Acceptable",
+            406 => "Alternate Download Authentication Failure",
+            407 => "Alternate Download Request Time-Out",
+            408 => "Not Implemented",
+            409 => "Undefined Error",
+            410 => "Firmware Update Failed",
+            411 => "Malformed or Bad URL",
+            412 => "Alternate Download Server Unavailable",
+            450..=499 => "Client Error - Vendor Specified",
+            500 => "Alternate Download Server Error",
+            501 => "Download Fails due to Device is Out of Memory",
+            502 => "Firmware Update Fails due to Device Out of Memory",
+            503 => "Download Fails due to Network Issues",
+            550..=599 => "Alternate Download Server Error - Vendor Specified",
+            _ => return None,
+        })
+    }
+
+    /// SCOMO 1.0 §8.7 result codes.
+    pub fn scomo_meaning(code: u16) -> Option<&'static str> {
+        Some(match code {
+            1200 => "Successful",
+            1250..=1299 => "Successful - Vendor Specified",
+            1400 => "Client Error",
+            1401 => "User Cancelled",
+            1402 => "Download Failed",
+            1403 => "Alternate Download Authentication Failure",
+            1404 => "Download Failed due to Device is Out of Memory",
+            1405 => "Install Failed",
+            1406 => "Install Failed due to Device Out of Memory",
+            1407 => "Failed Package Validation",
+            1408 => "Remove Failed",
+            1409 => "Activate Failed",
+            1410 => "Deactivate Failed",
+            1411 => "Not Implemented",
+            1412 => "Undefined Error",
+            1413 => "Operation Rejected - Unsupported Environment",
+            1450..=1499 => "Client Error - Vendor Specified",
+            1500 => "Alternate Download Server Error",
+            1501 => "Alternate Download Server Unavailable",
+            1550..=1599 => "Alternate Download Server Error - Vendor Specified",
+            _ => return None,
+        })
+    }
+}
+
+/// How long an operation waits for the asynchronous report of an accepted Exec when nobody
+/// said otherwise (the server's `[dm] report_timeout_secs` normally does): 24 hours.
+pub const DEFAULT_REPORT_TIMEOUT_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The `reason` of an outcome failed by [`status::REPORT_TIMEOUT`].
+pub const REPORT_TIMEOUT_REASON: &str = "report_timeout";
+
+/// A report that arrived for a command that was no longer waiting for one (its operation
+/// finished, timed out or was cancelled, or the command was settled already): kept beside the
+/// outcome it would have changed, which it does not change (decision 88).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateReport {
+    /// The result code the device reported.
+    pub status: u16,
+    /// Its spec name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// What [`Operation::apply_report`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportEffect {
+    /// The command was awaiting it: its outcome is now the report's. `finished` when it was
+    /// the last report the operation waited for (the operation left `awaiting_report`).
+    Settled {
+        /// The operation reached `succeeded`/`failed`.
+        finished: bool,
+    },
+    /// The operation is still in its session: the outcome is recorded, the session (or
+    /// recovery) finishes the operation.
+    Recorded,
+    /// Nothing awaited it: kept as the outcome's [`LateReport`], state unchanged.
+    Late,
 }
 
 /// The kind of user interaction (OMA DM alerts 1100–1104).
@@ -336,6 +483,18 @@ pub struct CommandOutcome {
     /// The user's answer to a UI prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<UiAnswer>,
+    /// What the status means where the protocol status alone does not say it: the spec name
+    /// of a FUMO/SCOMO result code an asynchronous report brought ([`result_code`]), or
+    /// [`REPORT_TIMEOUT_REASON`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For an Exec accepted with 202: until when its asynchronous report is awaited (the
+    /// adapter sets it from the server's configuration; [`DEFAULT_REPORT_TIMEOUT_MS`] else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_deadline: Option<Timestamp>,
+    /// A report that came when nothing awaited it any more (decision 88).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_report: Option<LateReport>,
     /// When it was known.
     pub finished_at: Timestamp,
 }
@@ -356,6 +515,9 @@ impl CommandOutcome {
             status,
             results: Vec::new(),
             answer: None,
+            reason: None,
+            report_deadline: None,
+            late_report: None,
             finished_at: at,
         }
     }
@@ -393,6 +555,11 @@ pub struct Operation {
     pub job_id: Option<JobId>,
     /// Who submitted it (application id), for events and charging.
     pub submitted_by: Option<String>,
+    /// While `awaiting_report`: the earliest deadline of the Execs still waiting for their
+    /// asynchronous report; the background sweep fails them with
+    /// [`status::REPORT_TIMEOUT`] once it passed. `None` in every other state.
+    #[serde(default)]
+    pub report_deadline: Option<Timestamp>,
 }
 
 /// What a submitter supplies.
@@ -444,6 +611,7 @@ impl NewOperation {
             attempts: 0,
             job_id: self.job_id,
             submitted_by: self.submitted_by,
+            report_deadline: None,
         }
     }
 }
@@ -472,7 +640,128 @@ impl Operation {
         if to != OpState::InSession {
             self.session = None;
         }
+        if to != OpState::AwaitingReport {
+            self.report_deadline = None;
+        }
         Ok(())
+    }
+
+    /// True when `o` is an Exec's 202 "accepted for processing" still waiting for its
+    /// asynchronous report (Generic Alert 1226).
+    fn is_awaiting(&self, o: &CommandOutcome) -> bool {
+        o.status == status::ACCEPTED
+            && matches!(
+                OpCommand::at(&self.commands, &o.index),
+                Some(OpCommand::Exec { .. })
+            )
+    }
+
+    /// The outcomes of Execs accepted (202) and not yet reported.
+    pub fn awaiting_reports(&self) -> impl Iterator<Item = &CommandOutcome> {
+        self.outcomes.iter().filter(|o| self.is_awaiting(o))
+    }
+
+    /// Where an operation whose commands were all answered goes: `failed` if a top-level
+    /// command failed or an Exec's report said it failed (at any depth), else
+    /// `awaiting_report` while an accepted Exec waits for its report, else `succeeded`.
+    fn verdict(&self) -> OpState {
+        let top_ok = (0..self.commands.len())
+            .all(|i| self.outcome_of(i).is_some_and(CommandOutcome::succeeded));
+        let execs_ok = self.outcomes.iter().all(|o| {
+            o.succeeded()
+                || !matches!(
+                    OpCommand::at(&self.commands, &o.index),
+                    Some(OpCommand::Exec { .. })
+                )
+        });
+        if !(top_ok && execs_ok) {
+            OpState::Failed
+        } else if self.awaiting_reports().next().is_some() {
+            OpState::AwaitingReport
+        } else {
+            OpState::Succeeded
+        }
+    }
+
+    /// Gives every awaiting outcome a deadline (`now` + [`DEFAULT_REPORT_TIMEOUT_MS`] where
+    /// the adapter set none) and the operation the earliest of them.
+    fn set_report_deadline(&mut self, now: Timestamp) {
+        let awaiting: Vec<Vec<u32>> = self.awaiting_reports().map(|o| o.index.clone()).collect();
+        let mut earliest: Option<Timestamp> = None;
+        for o in self
+            .outcomes
+            .iter_mut()
+            .filter(|o| awaiting.contains(&o.index))
+        {
+            let d = *o
+                .report_deadline
+                .get_or_insert(now.plus_millis(DEFAULT_REPORT_TIMEOUT_MS));
+            earliest = Some(earliest.map_or(d, |e| e.min(d)));
+        }
+        self.report_deadline = earliest;
+    }
+
+    /// Applies the asynchronous report of the Exec at `report.index` (Generic Alert 1226,
+    /// DM Protocol 1.2 §8.7 / FUMO 1.0 §10.2): its result code decides the command (2xx
+    /// succeeds, anything else fails). See [`ReportEffect`] for the three cases.
+    pub fn apply_report(&mut self, report: CommandOutcome, now: Timestamp) -> ReportEffect {
+        let awaited = self
+            .outcomes
+            .iter()
+            .any(|o| o.index == report.index && self.is_awaiting(o));
+        match self.state {
+            OpState::InSession => {
+                self.merge_outcomes([report]);
+                self.updated_at = now;
+                ReportEffect::Recorded
+            }
+            OpState::AwaitingReport if awaited => {
+                self.merge_outcomes([report]);
+                self.updated_at = now;
+                let next = self.verdict();
+                if next == OpState::AwaitingReport {
+                    self.set_report_deadline(now);
+                    ReportEffect::Settled { finished: false }
+                } else {
+                    // Legal by construction: awaiting_report → succeeded | failed.
+                    let _ = self.transition(next, now);
+                    ReportEffect::Settled { finished: true }
+                }
+            }
+            _ => {
+                if let Some(o) = self.outcomes.iter_mut().find(|o| o.index == report.index) {
+                    o.late_report = Some(LateReport {
+                        status: report.status,
+                        reason: report.reason,
+                        received_at: now,
+                    });
+                    self.updated_at = now;
+                }
+                ReportEffect::Late
+            }
+        }
+    }
+
+    /// The deadline passed with reports still missing: every awaiting Exec gets
+    /// [`status::REPORT_TIMEOUT`] with reason [`REPORT_TIMEOUT_REASON`], and the operation
+    /// fails. Returns the outcomes it changed (empty, and nothing done, unless the operation
+    /// is `awaiting_report`).
+    pub fn fail_unreported(&mut self, now: Timestamp) -> Vec<CommandOutcome> {
+        if self.state != OpState::AwaitingReport {
+            return Vec::new();
+        }
+        let timed_out: Vec<CommandOutcome> = self
+            .awaiting_reports()
+            .map(|o| CommandOutcome {
+                status: status::REPORT_TIMEOUT,
+                reason: Some(REPORT_TIMEOUT_REASON.to_owned()),
+                finished_at: now,
+                ..o.clone()
+            })
+            .collect();
+        self.merge_outcomes(timed_out.clone());
+        let _ = self.transition(OpState::Failed, now);
+        timed_out
     }
 
     /// Records top-level commands as sent. Indices out of range are ignored.
@@ -516,7 +805,8 @@ impl Operation {
 
     /// Ends the session's work on this operation: merges `outcomes`, gives every command
     /// left without a top-level outcome [`status::NOT_EXECUTED`], and moves to `succeeded`
-    /// (all top-level outcomes are successes) or `failed`.
+    /// (all top-level outcomes are successes), `awaiting_report` (so are they, and an Exec was
+    /// accepted with 202: its Generic Alert 1226 decides, issue 9 item 5) or `failed`.
     pub fn finish(
         &mut self,
         outcomes: impl IntoIterator<Item = CommandOutcome>,
@@ -529,16 +819,12 @@ impl Operation {
             .map(|i| CommandOutcome::status(vec![i as u32], status::NOT_EXECUTED, now))
             .collect();
         self.merge_outcomes(missing);
-        let ok = (0..self.commands.len())
-            .all(|i| self.outcome_of(i).is_some_and(CommandOutcome::succeeded));
-        self.transition(
-            if ok {
-                OpState::Succeeded
-            } else {
-                OpState::Failed
-            },
-            now,
-        )
+        let next = self.verdict();
+        self.transition(next, now)?;
+        if next == OpState::AwaitingReport {
+            self.set_report_deadline(now);
+        }
+        Ok(())
     }
 }
 
@@ -591,6 +877,10 @@ mod tests {
             (InSession, Queued),
             (InSession, Succeeded),
             (InSession, Failed),
+            (InSession, AwaitingReport),
+            (AwaitingReport, Succeeded),
+            (AwaitingReport, Failed),
+            (AwaitingReport, Cancelled),
         ];
         for from in OpState::ALL {
             for to in OpState::ALL {
@@ -663,5 +953,197 @@ mod tests {
         .unwrap();
         assert_eq!(op.state, OpState::Failed);
         assert_eq!(op.outcome_of(1).unwrap().status, status::NOT_EXECUTED);
+    }
+
+    fn fumo_op(commands: Vec<OpCommand>) -> Operation {
+        let mut op = NewOperation::new(DeviceId::new("IMEI:1").unwrap(), commands)
+            .into_operation(OperationId(7), Timestamp(0));
+        op.transition(OpState::InSession, Timestamp(1)).unwrap();
+        op
+    }
+
+    fn exec(node: &str) -> OpCommand {
+        OpCommand::Exec {
+            path: NodePath::dm(node).unwrap(),
+            data: None,
+            correlator: Some("label".into()),
+        }
+    }
+
+    fn report(index: Vec<u32>, code: u16, at: i64) -> CommandOutcome {
+        let mut o = CommandOutcome::status(index, code, Timestamp(at));
+        o.reason = result_code::meaning(None, code).map(str::to_owned);
+        o
+    }
+
+    /// FUMO 1.0 §10.2 / issue 9 item 5: an Exec answered 202 leaves the operation
+    /// `awaiting_report` (not `succeeded`) with a deadline; the Generic Alert's result code
+    /// decides: 200 succeeds.
+    #[test]
+    fn rule_fumo_10_2_an_accepted_exec_awaits_its_report_and_200_succeeds() {
+        let mut op = fumo_op(vec![exec("./FUMO/fw1/Update")]);
+        op.finish(
+            [CommandOutcome::status(vec![0], 202, Timestamp(2))],
+            Timestamp(2),
+        )
+        .unwrap();
+        assert_eq!(op.state, OpState::AwaitingReport);
+        assert!(!op.state.is_terminal());
+        assert_eq!(
+            op.report_deadline,
+            Some(Timestamp(2 + DEFAULT_REPORT_TIMEOUT_MS))
+        );
+        assert_eq!(
+            op.apply_report(report(vec![0], 200, 5), Timestamp(5)),
+            ReportEffect::Settled { finished: true }
+        );
+        assert_eq!(op.state, OpState::Succeeded);
+        assert_eq!(op.report_deadline, None);
+        assert_eq!(
+            op.outcome_of(0).unwrap().reason.as_deref(),
+            Some("Successful")
+        );
+    }
+
+    /// FUMO 1.0 §10.2: ResultCode 410 "Firmware Update Failed" fails the command and the
+    /// operation, with the code and its name in the outcome.
+    #[test]
+    fn rule_fumo_10_2_result_code_410_fails_the_operation() {
+        let mut op = fumo_op(vec![exec("./FUMO/fw1/Update")]);
+        op.finish(
+            [CommandOutcome::status(vec![0], 202, Timestamp(2))],
+            Timestamp(2),
+        )
+        .unwrap();
+        op.apply_report(report(vec![0], 410, 5), Timestamp(5));
+        assert_eq!(op.state, OpState::Failed);
+        let o = op.outcome_of(0).unwrap();
+        assert_eq!(
+            (o.status, o.reason.as_deref()),
+            (410, Some("Firmware Update Failed"))
+        );
+        // A second report for a finished operation is late: recorded, nothing changes.
+        assert_eq!(
+            op.apply_report(report(vec![0], 200, 9), Timestamp(9)),
+            ReportEffect::Late
+        );
+        assert_eq!(op.state, OpState::Failed);
+        let o = op.outcome_of(0).unwrap();
+        assert_eq!(o.status, 410);
+        assert_eq!(o.late_report.as_ref().map(|l| l.status), Some(200));
+    }
+
+    /// SCOMO 1.0 §8.7 result codes: 1200 succeeds, 1405 "Install Failed" fails; two Execs
+    /// awaiting: the operation waits for both.
+    #[test]
+    fn scomo_codes_and_several_awaited_execs() {
+        let mut op = fumo_op(vec![
+            exec("./SCOMO/Download/a/Operations/DownloadInstall"),
+            exec("./SCOMO/Download/b/Operations/DownloadInstall"),
+        ]);
+        let mut accepted = CommandOutcome::status(vec![1], 202, Timestamp(2));
+        accepted.report_deadline = Some(Timestamp(50));
+        op.finish(
+            [CommandOutcome::status(vec![0], 202, Timestamp(2)), accepted],
+            Timestamp(2),
+        )
+        .unwrap();
+        assert_eq!(
+            op.report_deadline,
+            Some(Timestamp(50)),
+            "the earliest deadline"
+        );
+        assert_eq!(
+            op.apply_report(report(vec![1], 1200, 3), Timestamp(3)),
+            ReportEffect::Settled { finished: false }
+        );
+        assert_eq!(op.state, OpState::AwaitingReport);
+        assert_eq!(
+            op.report_deadline,
+            Some(Timestamp(2 + DEFAULT_REPORT_TIMEOUT_MS))
+        );
+        op.apply_report(report(vec![0], 1405, 4), Timestamp(4));
+        assert_eq!(op.state, OpState::Failed);
+        assert_eq!(
+            op.outcome_of(0).unwrap().reason.as_deref(),
+            Some("Install Failed")
+        );
+        assert_eq!(
+            result_code::meaning(
+                Some("org.openmobilealliance.dm.softwarecomponent.OperationComplete"),
+                1402
+            ),
+            Some("Download Failed")
+        );
+    }
+
+    /// Decision 87: a device that never reports fails the command with 902 report_timeout.
+    #[test]
+    fn an_unreported_exec_fails_at_its_deadline() {
+        let mut op = fumo_op(vec![exec("./FUMO/fw1/Update")]);
+        op.finish(
+            [CommandOutcome::status(vec![0], 202, Timestamp(2))],
+            Timestamp(2),
+        )
+        .unwrap();
+        let changed = op.fail_unreported(Timestamp(9));
+        assert_eq!(changed.len(), 1);
+        assert_eq!(op.state, OpState::Failed);
+        let o = op.outcome_of(0).unwrap();
+        assert_eq!(
+            (o.status, o.reason.as_deref()),
+            (status::REPORT_TIMEOUT, Some(REPORT_TIMEOUT_REASON))
+        );
+        assert!(op.fail_unreported(Timestamp(10)).is_empty(), "once");
+        // The report that finally comes is late.
+        assert_eq!(
+            op.apply_report(report(vec![0], 200, 11), Timestamp(11)),
+            ReportEffect::Late
+        );
+        assert_eq!(op.state, OpState::Failed);
+    }
+
+    /// Decision 86: an operation awaiting a report can be cancelled.
+    #[test]
+    fn an_awaiting_operation_can_be_cancelled() {
+        let mut op = fumo_op(vec![exec("./FUMO/fw1/Update")]);
+        op.finish(
+            [CommandOutcome::status(vec![0], 202, Timestamp(2))],
+            Timestamp(2),
+        )
+        .unwrap();
+        op.transition(OpState::Cancelled, Timestamp(3)).unwrap();
+        assert_eq!(op.report_deadline, None);
+        assert_eq!(
+            op.apply_report(report(vec![0], 410, 4), Timestamp(4)),
+            ReportEffect::Late
+        );
+        assert_eq!(op.state, OpState::Cancelled);
+    }
+
+    /// A 202 on anything but an Exec (no report will come) does not wait, and a failed
+    /// command beside an accepted Exec fails the operation at once.
+    #[test]
+    fn only_execs_wait_and_failures_do_not() {
+        let get = OpCommand::Get {
+            path: NodePath::dm("./A").unwrap(),
+        };
+        let mut op = fumo_op(vec![get.clone()]);
+        op.finish(
+            [CommandOutcome::status(vec![0], 202, Timestamp(2))],
+            Timestamp(2),
+        )
+        .unwrap();
+        assert_eq!(op.state, OpState::Succeeded);
+        let mut op = fumo_op(vec![get, exec("./FUMO/fw1/Update")]);
+        op.finish(
+            [
+                CommandOutcome::status(vec![0], 404, Timestamp(2)),
+                CommandOutcome::status(vec![1], 202, Timestamp(2)),
+            ],
+            Timestamp(2),
+        )
+        .unwrap();
+        assert_eq!(op.state, OpState::Failed);
     }
 }

@@ -309,9 +309,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<OperationId>, StoreError>> + Send;
 
-    /// Replaces (or adds) outcomes of an operation in any state, without changing its state:
-    /// how an asynchronous report (OMA DM Generic Alert 1226 answering an Exec's correlator)
-    /// completes a command that the device accepted in an earlier session.
+    /// Fails operations `awaiting_report` whose `report_deadline <= now`
+    /// ([`Operation::fail_unreported`](crate::Operation::fail_unreported): the Execs still
+    /// waiting get status 902 `report_timeout`), with their `command.result` and
+    /// `operation.state_changed` events; returns their ids. Idempotent, so every node's sweep
+    /// may run it.
+    fn fail_unreported_due(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<OperationId>, StoreError>> + Send;
+
+    /// Applies asynchronous reports (OMA DM Generic Alert 1226 answering an Exec's
+    /// correlator) to an operation with [`Operation::apply_report`](crate::Operation::apply_report):
+    /// an operation `awaiting_report` settles (its result code decides `succeeded`/`failed`,
+    /// issue 9 item 5), a finished one only records the report as late and keeps its state.
     ///
     /// Only `device`, the device that reports, can amend: an operation of another device is
     /// [`StoreError::NotFound`] and nothing is written (a device must never report for

@@ -88,6 +88,7 @@ fn op_from_row(r: &DbRow) -> Result<Operation, StoreError> {
             .map(|j| u64::try_from(j).map(omnidm_core::JobId))
             .transpose()
             .map_err(|_| corrupt("job id"))?,
+        report_deadline: get::<Option<i64>>(r, "report_deadline")?.map(Timestamp),
     })
 }
 
@@ -373,7 +374,7 @@ async fn lock_op(conn: &mut Conn, id: OperationId) -> Result<Operation, StoreErr
 async fn save_op(conn: &mut Conn, op: &Operation) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE operations SET state = $2, outcomes = $3, sent = $4, session = $5, \
-         updated_at = $6, attempts = $7 WHERE id = $1",
+         updated_at = $6, attempts = $7, report_deadline = $8 WHERE id = $1",
     )
     .bind(to_i64(op.id.0))
     .bind(op.state.as_str())
@@ -382,6 +383,7 @@ async fn save_op(conn: &mut Conn, op: &Operation) -> Result<(), StoreError> {
     .bind(op.session.as_ref().map(|s| s.0.clone()))
     .bind(op.updated_at.millis())
     .bind(i64::from(op.attempts))
+    .bind(op.report_deadline.map(Timestamp::millis))
     .execute(&mut *conn)
     .await
     .map_err(db)?;
@@ -403,6 +405,31 @@ fn held_by(op: &Operation, session: &SessionId) -> Result<(), StoreError> {
         return Err(StoreError::WrongSession(op.id));
     }
     Ok(())
+}
+
+/// Applies one asynchronous report (Generic Alert 1226) to `op` in memory
+/// ([`Operation::apply_report`]) and derives its events: the `command.result` of the settled
+/// (or late) outcome, and `operation.state_changed` when it finished the operation. A late
+/// report's event carries `"late": true` (decision 88).
+fn apply_report(op: &mut Operation, report: CommandOutcome, now: Timestamp, derived: &mut Derived) {
+    let from = op.state;
+    let effect = op.apply_report(report.clone(), now);
+    // The outcome as stored now; a late report for a command without any outcome (its
+    // operation never ran it) is only in the event.
+    let shown = op
+        .outcomes
+        .iter()
+        .find(|o| o.index == report.index)
+        .cloned()
+        .unwrap_or(report);
+    derived.results(op, std::slice::from_ref(&shown), now, false);
+    if effect == omnidm_core::ReportEffect::Late
+        && let Some(e) = derived.events.last_mut()
+        && let Some(data) = e.data.as_object_mut()
+    {
+        data.insert("late".into(), serde_json::Value::Bool(true));
+    }
+    derived.state_changed(op, from, now);
 }
 
 async fn submit_tx(
@@ -688,15 +715,13 @@ async fn apply_outcomes_tx(
             ops_changed.push(op.id);
         }
         // Completions of Execs (this session's or earlier ones'): after the progress above, so
-        // a report answering an Exec of this very session amends its 202.
+        // a report answering an Exec of this very session settles its 202 (the session put
+        // the operation in `awaiting_report` just above; issue 9 item 5, same-session case).
         for (report_id, report) in &o.reports {
             let Some(op) = ops.get_mut(report_id).filter(|op| op.device_id == *id) else {
                 continue; // not this device's operation (or gone): nothing to amend
             };
-            let amended = vec![report.clone()];
-            derived.results(op, &amended, o.now, false);
-            op.merge_outcomes(amended);
-            op.updated_at = o.now;
+            apply_report(op, report.clone(), o.now, derived);
             ops_changed.push(op.id);
         }
     }
@@ -743,7 +768,7 @@ async fn apply_outcomes_tx(
     for chunk in ops_changed.chunks(TREE_CHUNK) {
         let mut qb = QueryBuilder::<Db>::new("UPDATE operations SET state = v.column2, \
              outcomes = v.column3, sent = v.column4, session = v.column5, updated_at = v.column6, \
-             attempts = v.column7 FROM (");
+             attempts = v.column7, report_deadline = v.column8 FROM (");
         let mut err = None;
         qb.push_values(chunk, |mut b, op| {
             let mut json = |r: Result<String, StoreError>| r.map_err(|e| err = Some(e)).unwrap_or_default();
@@ -755,7 +780,8 @@ async fn apply_outcomes_tx(
                 .push_bind(sent)
                 .push_bind(op.session.as_ref().map(|s| s.0.clone()))
                 .push_bind(op.updated_at.millis())
-                .push_bind(i64::from(op.attempts));
+                .push_bind(i64::from(op.attempts))
+                .push_bind(op.report_deadline.map(Timestamp::millis));
         });
         if let Some(e) = err {
             return Err(e);
@@ -1235,9 +1261,9 @@ impl Store for ThisStore {
             return Err(refused());
         }
         let mut derived = Derived::default();
-        derived.results(&op, &outcomes, now, false);
-        op.merge_outcomes(outcomes);
-        op.updated_at = now;
+        for report in outcomes {
+            apply_report(&mut op, report, now, &mut derived);
+        }
         save_op(&mut tx, &op).await?;
         write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
@@ -1297,6 +1323,40 @@ impl Store for ThisStore {
         write_derived(&mut tx, &derived).await?;
         tx.commit().await.map_err(db)?;
         Ok(ops.iter().map(|o| o.id).collect())
+    }
+
+    async fn fail_unreported_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
+        OpState::AwaitingReport
+            .check_transition(OpState::Failed)
+            .map_err(|source| StoreError::IllegalTransition {
+                id: OperationId(0),
+                source,
+            })?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLS} FROM operations WHERE state = 'awaiting_report' \
+             AND report_deadline IS NOT NULL AND report_deadline <= $1 ORDER BY id{FOR_UPDATE}"
+        ))
+        .bind(now.millis())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut derived = Derived::default();
+        let mut failed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut op = op_from_row(r)?;
+            let timed_out = op.fail_unreported(now);
+            if timed_out.is_empty() {
+                continue;
+            }
+            save_op(&mut tx, &op).await?;
+            derived.results(&op, &timed_out, now, false);
+            derived.state_changed(&op, OpState::AwaitingReport, now);
+            failed.push(op.id);
+        }
+        write_derived(&mut tx, &derived).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(failed)
     }
 
     async fn queue_depth(&self, device: Option<&DeviceId>) -> Result<u64, StoreError> {

@@ -238,6 +238,9 @@ impl Store for AnyStore {
     async fn expire_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
         dispatch!(self.expire_due(now))
     }
+    async fn fail_unreported_due(&self, now: Timestamp) -> Result<Vec<OperationId>, StoreError> {
+        dispatch!(self.fail_unreported_due(now))
+    }
     async fn queue_depth(&self, device: Option<&DeviceId>) -> Result<u64, StoreError> {
         dispatch!(self.queue_depth(device))
     }

@@ -11,7 +11,7 @@ pub(crate) const DEVICE_COLS: &str = "id, protocol, info, tags, dm_client_auth, 
 
 /// Columns of `operations`.
 pub(crate) const OP_COLS: &str = "id, device_id, state, commands, outcomes, sent, session, \
-     created_at, updated_at, expires_at, notify, attempts, submitted_by, job_id";
+     created_at, updated_at, expires_at, notify, attempts, submitted_by, job_id, report_deadline";
 
 /// Rows per multi-row INSERT (7 binds each: well under SQLite's 32766 and PostgreSQL's
 /// 65535 bind limits).

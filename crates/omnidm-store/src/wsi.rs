@@ -733,8 +733,26 @@ async fn cancel_job_tx(conn: &mut Conn, id: JobId, now: Timestamp) -> Result<u64
     for op in &ops {
         derived.state_changed(op, OpState::Queued, now);
     }
+    // Operations awaiting an asynchronous report stop waiting too (decision 86).
+    let awaiting = sqlx::query(&format!(
+        "SELECT {OP_COLS} FROM operations WHERE job_id = $1 AND state = 'awaiting_report' \
+         ORDER BY id{FOR_UPDATE}"
+    ))
+    .bind(to_i64(id.0))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut n = ops.len() as u64;
+    for r in &awaiting {
+        let mut op = op_from_row(r)?;
+        if op.transition(OpState::Cancelled, now).is_ok() {
+            save_op(conn, &op).await?;
+            derived.state_changed(&op, OpState::AwaitingReport, now);
+            n += 1;
+        }
+    }
     write_derived(conn, &derived).await?;
-    Ok(ops.len() as u64)
+    Ok(n)
 }
 
 // --- the trait -----------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ suite!(
     server_secrets_are_generated_once,
     commands_that_never_left_are_requeued,
     completions_commit_with_their_session,
+    rule_fumo_10_2_result_code_410_fails_an_awaiting_operation,
+    rule_fumo_10_2_deadline_fails_an_unreported_exec,
+    awaiting_operations_can_be_cancelled,
 );
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -583,6 +586,9 @@ async fn operation_lifecycle(b: &Backend) {
             value: Some(TypedValue::string("X1")),
         }],
         answer: None,
+        reason: None,
+        report_deadline: None,
+        late_report: None,
         finished_at: t(13),
     };
     let mut answer = ok(3, t(13));
@@ -837,7 +843,11 @@ async fn crash_recovery(b: &Backend) {
         vec![200, status::INTERRUPTED, status::NOT_EXECUTED]
     );
     assert_eq!(op(&s, unsent_op).await.state, OpState::Queued);
-    assert_eq!(op(&s, answered_op).await.state, OpState::Succeeded);
+    // Its Exec was accepted (202): finished by recovery, it waits for the device's report
+    // (issue 9 item 5).
+    let answered = op(&s, answered_op).await;
+    assert_eq!(answered.state, OpState::AwaitingReport);
+    assert!(answered.report_deadline.is_some());
 
     // The requeued operations are claimed again by the next session, oldest first.
     let again = s.claim(&dev, &sess("node1:8"), t(101)).await.unwrap();
@@ -1077,8 +1087,9 @@ async fn session_outcome_is_atomic(b: &Backend) {
     );
 }
 
-/// A Generic Alert answering an Exec arrives sessions later: it amends the finished
-/// operation's outcome without touching its state.
+/// A Generic Alert answering an Exec arrives sessions later: the operation waited in
+/// `awaiting_report` (issue 9 item 5, FUMO 1.0 §10.2: 202 is "accepted", not done) and the
+/// report's result code settles it.
 async fn async_reports_amend_finished_operations(b: &Backend) {
     let s = b.open().await;
     add_device(&s, "dev-a").await;
@@ -1098,7 +1109,13 @@ async fn async_reports_amend_finished_operations(b: &Backend) {
         )
         .await
         .unwrap();
-    assert_eq!(done.state, omnidm_core::OpState::Succeeded);
+    assert_eq!(done.state, omnidm_core::OpState::AwaitingReport);
+    assert!(done.report_deadline.is_some_and(|d| d > t(2)));
+    assert_eq!(
+        op(&s, o.id).await.report_deadline,
+        done.report_deadline,
+        "stored"
+    );
     // Issue 8 item 2: another device cannot amend it; nothing is written.
     add_device(&s, "dev-b").await;
     assert!(matches!(
@@ -1124,11 +1141,12 @@ async fn async_reports_amend_finished_operations(b: &Backend) {
     assert_eq!(
         amended.state,
         omnidm_core::OpState::Succeeded,
-        "state unchanged"
+        "the report's 200 settles it"
     );
     let stored = op(&s, o.id).await;
     assert_eq!(stored.outcomes.len(), 1);
     assert_eq!((stored.outcomes[0].status, stored.updated_at), (200, t(9)));
+    assert_eq!(stored.report_deadline, None);
     assert!(matches!(
         s.amend_outcomes(OperationId(999_999), &did("dev-a"), Vec::new(), t(9))
             .await,
@@ -1523,6 +1541,9 @@ async fn completions_commit_with_their_session(b: &Backend) {
         status: code,
         results: vec![],
         answer: None,
+        reason: None,
+        report_deadline: None,
+        late_report: None,
         finished_at: t(2),
     };
     s.apply_session_outcome(&SessionOutcome {
@@ -1546,10 +1567,10 @@ async fn completions_commit_with_their_session(b: &Backend) {
     })
     .await
     .unwrap();
-    assert_eq!(
-        op(&s, mine.id).await.outcome_of(0).map(|o| o.status),
-        Some(410)
-    );
+    let settled = op(&s, mine.id).await;
+    assert_eq!(settled.outcome_of(0).map(|o| o.status), Some(410));
+    // Issue 9 item 5, same session: 202 then 1226 with 410 fails the operation.
+    assert_eq!(settled.state, OpState::Failed, "{settled:?}");
     let other = op(&s, theirs.id).await;
     assert_eq!(other.state, OpState::Queued);
     assert!(
@@ -1557,4 +1578,153 @@ async fn completions_commit_with_their_session(b: &Backend) {
         "another device's operation is untouched"
     );
     s.close().await;
+}
+
+/// Accepts an Exec (202) for `dev` in a session at t(2) with the report deadline `deadline`;
+/// returns the operation, `awaiting_report`.
+async fn accepted_exec(s: &AnyStore, dev: &str, session: &str, deadline: i64) -> Operation {
+    let o = submit(s, dev, vec![exec("./FUMO/fw1/Update")]).await;
+    s.claim(&did(dev), &sess(session), t(1)).await.unwrap();
+    let mut accepted = CommandOutcome::status(vec![0], 202, t(2));
+    accepted.report_deadline = Some(t(deadline));
+    let done = s
+        .complete(o.id, &sess(session), vec![accepted], t(2))
+        .await
+        .unwrap();
+    assert_eq!(done.state, OpState::AwaitingReport);
+    assert_eq!(done.report_deadline, Some(t(deadline)));
+    done
+}
+
+/// Issue 9 item 5 / FUMO 1.0 §10.2: a later Generic Alert with ResultCode 410 "Firmware
+/// Update Failed" fails the operation that waited for it (before: it stayed `succeeded`),
+/// with the code and its name, a `command.result` and an `operation.state_changed` event.
+async fn rule_fumo_10_2_result_code_410_fails_an_awaiting_operation(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    let o = accepted_exec(&s, "dev-a", "s1", 1_000).await;
+    let awaiting = s
+        .list_operations(&OpFilter {
+            state: Some(OpState::AwaitingReport),
+            ..OpFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(awaiting.iter().map(|o| o.id).collect::<Vec<_>>(), [o.id]);
+    let mut report = CommandOutcome::status(vec![0], 410, t(5));
+    report.reason = Some("Firmware Update Failed".into());
+    let failed = s
+        .amend_outcomes(o.id, &did("dev-a"), vec![report], t(5))
+        .await
+        .unwrap();
+    assert_eq!(failed.state, OpState::Failed);
+    let stored = op(&s, o.id).await;
+    assert_eq!(stored.state, OpState::Failed);
+    let outcome = stored.outcome_of(0).unwrap();
+    assert_eq!(
+        (outcome.status, outcome.reason.as_deref()),
+        (410, Some("Firmware Update Failed"))
+    );
+    // A report for the finished operation is late: recorded, the state stays.
+    let late = s
+        .amend_outcomes(
+            o.id,
+            &did("dev-a"),
+            vec![CommandOutcome::status(vec![0], 200, t(6))],
+            t(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.state, OpState::Failed);
+    let outcome = late.outcome_of(0).unwrap();
+    assert_eq!(outcome.status, 410);
+    assert_eq!(outcome.late_report.as_ref().map(|l| l.status), Some(200));
+    s.close().await;
+}
+
+/// Issue 9 item 5, decision 87: a device that never reports: once the deadline passed, the
+/// sweep's `fail_unreported_due` fails the Exec with 902 `report_timeout`, once; operations
+/// whose deadline is still ahead wait on.
+async fn rule_fumo_10_2_deadline_fails_an_unreported_exec(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    add_device(&s, "dev-b").await;
+    let soon = accepted_exec(&s, "dev-a", "s1", 100).await;
+    let later = accepted_exec(&s, "dev-b", "s2", 10_000).await;
+    assert!(s.fail_unreported_due(t(99)).await.unwrap().is_empty());
+    assert_eq!(s.fail_unreported_due(t(100)).await.unwrap(), [soon.id]);
+    assert!(
+        s.fail_unreported_due(t(101)).await.unwrap().is_empty(),
+        "once"
+    );
+    let failed = op(&s, soon.id).await;
+    assert_eq!(failed.state, OpState::Failed);
+    assert_eq!(failed.report_deadline, None);
+    let outcome = failed.outcome_of(0).unwrap();
+    assert_eq!(
+        (outcome.status, outcome.reason.as_deref()),
+        (902, Some("report_timeout"))
+    );
+    assert_eq!(op(&s, later.id).await.state, OpState::AwaitingReport);
+    s.close().await;
+}
+
+/// Decision 86: cancelling an operation awaiting its report stops the wait.
+async fn awaiting_operations_can_be_cancelled(b: &Backend) {
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    let o = accepted_exec(&s, "dev-a", "s1", 100).await;
+    let cancelled = s.cancel(o.id, t(3)).await.unwrap();
+    assert_eq!(cancelled.state, OpState::Cancelled);
+    assert_eq!(cancelled.report_deadline, None);
+    assert!(s.fail_unreported_due(t(200)).await.unwrap().is_empty());
+    assert_eq!(op(&s, o.id).await.state, OpState::Cancelled);
+    s.close().await;
+}
+
+/// Issue 9 item 5: a database made by the previous version (no migration 6, no
+/// `report_deadline` column) migrates, and its operations read and work.
+#[tokio::test]
+async fn the_upgrade_adds_the_report_deadline() {
+    let b = Backend::sqlite("upgrade6");
+    let Backend::Sqlite(dir) = &b else {
+        unreachable!()
+    };
+    let s = b.open().await;
+    add_device(&s, "dev-a").await;
+    let old = submit(&s, "dev-a", vec![exec("./FUMO/fw1/Update")]).await;
+    s.close().await;
+    let file = dir.join("omnidm.sqlite3");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        file.display()
+    ))
+    .await
+    .unwrap();
+    for undo in [
+        "DROP INDEX operations_awaiting_report",
+        "ALTER TABLE operations DROP COLUMN report_deadline",
+        "DELETE FROM _sqlx_migrations WHERE version = 6",
+    ] {
+        sqlx::query(undo).execute(&mut conn).await.unwrap();
+    }
+    sqlx::Connection::close(conn).await.unwrap();
+
+    let s = b.open().await;
+    let read = op(&s, old.id).await;
+    assert_eq!((read.state, read.report_deadline), (OpState::Queued, None));
+    s.claim(&did("dev-a"), &sess("s1"), t(1)).await.unwrap();
+    let done = s
+        .complete(
+            old.id,
+            &sess("s1"),
+            vec![CommandOutcome::status(vec![0], 202, t(2))],
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, OpState::AwaitingReport);
+    assert_eq!(op(&s, old.id).await.report_deadline, done.report_deadline);
+    s.close().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

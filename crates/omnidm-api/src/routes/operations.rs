@@ -138,6 +138,9 @@ pub struct CountsView {
     pub expired: u64,
     /// Cancelled.
     pub cancelled: u64,
+    /// Answered, with an Exec the device accepted (202) waiting for its asynchronous report
+    /// (Generic Alert 1226) until the device operation's `report_deadline`.
+    pub awaiting_report: u64,
 }
 
 impl From<&JobCounts> for CountsView {
@@ -149,6 +152,7 @@ impl From<&JobCounts> for CountsView {
             failed: c.failed,
             expired: c.expired,
             cancelled: c.cancelled,
+            awaiting_report: c.awaiting_report,
         }
     }
 }
@@ -185,8 +189,21 @@ pub struct AnswerView {
 pub struct CommandResultView {
     /// Position of the command (nested for atomic/sequence children), 0-based.
     pub index: Vec<u32>,
-    /// Status code (OMA DM: 200 ok, 404 not found, …; 900 interrupted, 901 not executed).
+    /// Status code (OMA DM: 200 ok, 404 not found, …; 900 interrupted, 901 not executed,
+    /// 902 no asynchronous report before the deadline). An Exec answered 202 waits for its
+    /// Generic Alert 1226, whose result code (FUMO/SCOMO, e.g. 410) then becomes the status.
     pub status: u16,
+    /// What the status means: the FUMO/SCOMO name of a reported result code (e.g. "Firmware
+    /// Update Failed"), or `report_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For an Exec accepted with 202: until when its asynchronous report is awaited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_deadline: Option<String>,
+    /// A report that arrived when nothing waited for it any more (finished, timed out or
+    /// cancelled): recorded here, it changed nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_report: Option<LateReportView>,
     /// Nodes read (get).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<NodeResultView>,
@@ -197,10 +214,29 @@ pub struct CommandResultView {
     pub finished_at: String,
 }
 
+/// An asynchronous report that came too late to change anything.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LateReportView {
+    /// The result code reported.
+    pub status: u16,
+    /// Its FUMO/SCOMO name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it arrived.
+    pub received_at: String,
+}
+
 fn result_view(o: &CommandOutcome) -> CommandResultView {
     CommandResultView {
         index: o.index.clone(),
         status: o.status,
+        reason: o.reason.clone(),
+        report_deadline: o.report_deadline.map(rfc3339),
+        late_report: o.late_report.as_ref().map(|l| LateReportView {
+            status: l.status,
+            reason: l.reason.clone(),
+            received_at: rfc3339(l.received_at),
+        }),
         results: o.results.iter().map(node_view).collect(),
         answer: o.answer.as_ref().map(|a| match a {
             UiAnswer::Confirmed(b) => AnswerView {
@@ -238,8 +274,14 @@ pub struct DeviceOperationView {
     pub device_id: String,
     /// Id of the device operation (appears in events).
     pub device_operation_id: u64,
-    /// Where it is.
+    /// Where it is: queued, in_session, awaiting_report (an Exec the device accepted waits
+    /// for its Generic Alert 1226), succeeded, failed, expired or cancelled.
+    #[schema(example = "awaiting_report")]
     pub state: String,
+    /// While `awaiting_report`: when the operation fails (902 `report_timeout`) unless the
+    /// device reports first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_deadline: Option<String>,
     /// Sessions that picked it up.
     pub attempts: u32,
     /// Last change.
@@ -253,6 +295,7 @@ fn device_op_view(op: &Operation) -> DeviceOperationView {
         device_id: op.device_id.as_str().to_owned(),
         device_operation_id: op.id.0,
         state: op.state.as_str().to_owned(),
+        report_deadline: op.report_deadline.map(rfc3339),
         attempts: op.attempts,
         updated_at: rfc3339(op.updated_at),
         results: op.outcomes.iter().map(result_view).collect(),
@@ -747,7 +790,7 @@ async fn cancel<S: WsiStore>(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct DevicesQuery {
-    /// Only device operations in this state: queued, in_session, succeeded, failed, expired, cancelled.
+    /// Only device operations in this state: queued, in_session, awaiting_report, succeeded, failed, expired, cancelled.
     state: Option<String>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
@@ -769,7 +812,7 @@ async fn devices<S: WsiStore>(
     let state = q
         .state
         .as_deref()
-        .map(|s| OpState::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown state {s:?}; use queued, in_session, succeeded, failed, expired or cancelled"))))
+        .map(|s| OpState::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown state {s:?}; use queued, in_session, awaiting_report, succeeded, failed, expired or cancelled"))))
         .transpose()?;
     let after = q
         .cursor

@@ -84,7 +84,7 @@ pub enum OpsCommand {
         /// Only this device's.
         #[arg(long)]
         device: Option<String>,
-        /// Only in this state (queued, in_session, succeeded, failed, expired, cancelled).
+        /// Only in this state (queued, in_session, awaiting_report, succeeded, failed, expired, cancelled).
         #[arg(long)]
         state: Option<String>,
         /// JSON for scripts.
@@ -309,7 +309,7 @@ pub fn run(cmd: OpsCommand) -> anyhow::Result<Outcome> {
             let filter = OpFilter {
                 device_id: device.map(DeviceId::new).transpose().context("--device")?,
                 state: state
-                    .map(|s| OpState::parse(&s).with_context(|| format!("--state {s:?}: queued, in_session, succeeded, failed, expired or cancelled")))
+                    .map(|s| OpState::parse(&s).with_context(|| format!("--state {s:?}: queued, in_session, awaiting_report, succeeded, failed, expired or cancelled")))
                     .transpose()?,
                 ..OpFilter::default()
             };

@@ -66,6 +66,10 @@ pub struct DmConfig {
     /// `[dm] max_unauthenticated_sessions`: sessions that have not authenticated yet kept at
     /// once; beyond it the oldest is dropped (a flood of first messages cannot fill memory).
     pub max_unauthenticated_sessions: usize,
+    /// `[dm] report_timeout_secs` (default 24 h): how long an Exec the device accepted (202)
+    /// waits for its Generic Alert 1226 before the sweep fails it with 902 `report_timeout`
+    /// (issue 9 item 5, decision 87).
+    pub report_timeout: Duration,
 }
 
 /// The optional TOML file. Every field is optional: absent means "keep the default".
@@ -98,6 +102,7 @@ struct FileDm {
     quirks: Option<Vec<crate::server::dm::quirks::QuirkRule>>,
     auth_failure_window_secs: Option<u64>,
     max_unauthenticated_sessions: Option<usize>,
+    report_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,6 +248,9 @@ impl Config {
                     .max_unauthenticated_sessions
                     .unwrap_or(crate::server::dm::MAX_UNAUTHENTICATED_SESSIONS)
                     .max(1),
+                report_timeout: Duration::from_secs(
+                    dm_file.report_timeout_secs.unwrap_or(24 * 60 * 60).max(1),
+                ),
             },
             api_listen,
             log: env("OMNIDM_LOG")

@@ -58,6 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         correlator_key: Some(correlator_key),
         auth_failure_window: Some(config.dm.auth_failure_window),
         max_unauthenticated_sessions: Some(config.dm.max_unauthenticated_sessions),
+        report_timeout: Some(config.dm.report_timeout),
     };
     let endpoint = dm::DmEndpoint::new(store.clone(), engine, node_id(), options);
     if config.dm.open_enrolment_secret.is_some() {

@@ -60,7 +60,7 @@ pub enum OpsCommand {
     Devices {
         /// Operation id.
         id: u64,
-        /// Only in this state: queued, in_session, succeeded, failed, expired, cancelled.
+        /// Only in this state: queued, in_session, awaiting_report, succeeded, failed, expired, cancelled.
         #[arg(long)]
         state: Option<String>,
     },
@@ -205,6 +205,7 @@ fn counts_line(op: &Value) -> String {
     [
         "queued",
         "in_session",
+        "awaiting_report",
         "succeeded",
         "failed",
         "expired",
@@ -562,7 +563,7 @@ mod tests {
         let op = json!({"counts":{"queued":1,"succeeded":2}});
         assert_eq!(
             counts_line(&op),
-            "queued 1  in_session 0  succeeded 2  failed 0  expired 0  cancelled 0"
+            "queued 1  in_session 0  awaiting_report 0  succeeded 2  failed 0  expired 0  cancelled 0"
         );
         let devices = [
             json!({"device_id":"d1","state":"succeeded","results":[

@@ -76,6 +76,9 @@ pub struct Ledger {
     /// Signs the wire correlators of Execs and checks those Generic Alerts bring back
     /// ([`Ledger::with_correlator_key`]); without it no asynchronous report is accepted.
     correlator_key: Option<CorrelatorKey>,
+    /// How long an Exec the device accepted (202) waits for its Generic Alert 1226 before the
+    /// sweep fails it ([`Ledger::with_report_timeout`]; issue 9 item 5).
+    report_timeout_ms: i64,
 }
 
 impl Ledger {
@@ -98,6 +101,7 @@ impl Ledger {
             events: Vec::new(),
             next_tag: 1,
             correlator_key: None,
+            report_timeout_ms: omnidm_core::DEFAULT_REPORT_TIMEOUT_MS,
         };
         ledger.hold(ops);
         ledger
@@ -107,6 +111,13 @@ impl Ledger {
     /// Generic Alerts bringing back such a correlator are taken as asynchronous results.
     pub fn with_correlator_key(mut self, key: CorrelatorKey) -> Self {
         self.correlator_key = Some(key);
+        self
+    }
+
+    /// How long an accepted Exec waits for its asynchronous report (the server's
+    /// `[dm] report_timeout_secs`); the deadline is stamped on the command's outcome.
+    pub fn with_report_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.report_timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         self
     }
 
@@ -308,11 +319,22 @@ impl Ledger {
         // The engine reports a UI alert's answer (`UserResponse`) and then its final status:
         // the status must not erase the answer (issue 9 item 4: the chosen item was lost).
         let answer = answer.or_else(|| held.outcomes.get(&index).and_then(|o| o.answer.clone()));
+        // An Exec answered 202 "accepted for processing" is not done: it waits for the Generic
+        // Alert 1226 carrying its correlator (DM Protocol 1.2 Exec / Generic Alert; FUMO 1.0
+        // §10.2), until this deadline (issue 9 item 5).
+        let accepted_exec = status == omnidm_core::status::ACCEPTED
+            && matches!(
+                OpCommand::at(&held.op.commands, &index),
+                Some(OpCommand::Exec { .. })
+            );
         let outcome = CommandOutcome {
             index: index.clone(),
             status,
             results,
             answer,
+            reason: None,
+            report_deadline: accepted_exec.then(|| now.plus_millis(self.report_timeout_ms)),
+            late_report: None,
             finished_at: now,
         };
         held.outcomes.insert(index, outcome);
@@ -665,10 +687,17 @@ fn async_report(
         .map(str::parse)
         .collect::<Result<Vec<u32>, _>>()
         .ok()?;
-    let status = items
+    // FUMO 1.0 §10.2 / SCOMO 1.0 §8.7: the Item's Data is the ResultCode (Format int); it
+    // decides the command (2xx/12xx success, anything else failure) and its spec name is
+    // shown beside it. An alert without a numeric code reports plain success.
+    let (status, alert_type) = items
         .iter()
-        .find_map(|i| i.data.as_ref()?.as_text()?.trim().parse::<u16>().ok())
-        .unwrap_or(200);
+        .find_map(|i| {
+            let code = i.data.as_ref()?.as_text()?.trim().parse::<u16>().ok()?;
+            Some((code, i.type_.as_deref()))
+        })
+        .unwrap_or((200, None));
+    let reason = omnidm_core::result_code::meaning(alert_type, status).map(str::to_owned);
     let results = items
         .iter()
         .filter_map(|i| {
@@ -693,6 +722,9 @@ fn async_report(
             status,
             results,
             answer: None,
+            reason,
+            report_deadline: None,
+            late_report: None,
             finished_at: now,
         },
     ))

@@ -83,6 +83,8 @@ struct Inner {
     quirk_rules: Vec<quirks::QuirkRule>,
     /// Signs Exec correlators and checks the Generic Alerts that bring them back.
     correlator_key: CorrelatorKey,
+    /// How long an Exec the device accepted (202) waits for its Generic Alert 1226.
+    report_timeout: Duration,
     /// `auth.failure` events, one per device per window (issue 8 item 17).
     auth_failures: auth_failures::AuthFailures,
     /// Tokens of sessions in the order they started, while there may be unauthenticated ones
@@ -122,6 +124,8 @@ pub struct EndpointOptions {
     /// At most this many sessions that have not authenticated yet (default
     /// [`MAX_UNAUTHENTICATED_SESSIONS`]); the oldest is dropped for a new one.
     pub max_unauthenticated_sessions: Option<usize>,
+    /// How long an accepted Exec waits for its asynchronous report (default 24 h).
+    pub report_timeout: Option<Duration>,
 }
 
 /// Name of the correlator key among the store's server secrets.
@@ -343,6 +347,9 @@ impl DmEndpoint {
                     tracing::warn!("no stored correlator key: using one for this process only");
                     CorrelatorKey::new(&random32())
                 }),
+                report_timeout: options.report_timeout.unwrap_or(Duration::from_millis(
+                    u64::try_from(omnidm_core::DEFAULT_REPORT_TIMEOUT_MS).unwrap_or(u64::MAX),
+                )),
                 auth_failures: auth_failures::AuthFailures::new(
                     options.auth_failure_window.unwrap_or(auth_failures::WINDOW),
                 ),
@@ -580,7 +587,8 @@ impl DmEndpoint {
         };
         let session = ServerSession::new(&self.inner.config, context, random, now);
         let ledger = Ledger::new(id.clone(), session_id.clone(), Vec::new())
-            .with_correlator_key(self.inner.correlator_key.clone());
+            .with_correlator_key(self.inner.correlator_key.clone())
+            .with_report_timeout(self.inner.report_timeout);
         metrics::counter!("omnidm_dm_sessions_total").increment(1);
         tracing::info!(device = %id, session = %session_id.0, "session started");
         let span = tracing::info_span!("dm_session", device = %id, session = %session_id.0);
@@ -906,7 +914,8 @@ impl DmEndpoint {
         }
     }
 
-    /// Ends sessions whose device went quiet, and expires operations past their deadline.
+    /// Ends sessions whose device went quiet, expires operations past their deadline, and fails
+    /// operations whose asynchronous report is overdue.
     pub async fn sweep(&self) {
         let now = Instant::now();
         let due: Vec<([u8; 16], Arc<Mutex<Live>>)> = match self.inner.sessions.lock() {
@@ -935,6 +944,18 @@ impl DmEndpoint {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot expire operations"),
+        }
+        // Accepted Execs whose Generic Alert 1226 never came (issue 9 item 5): the deadline is
+        // in the store, so a restart or another node's sweep fails them just the same.
+        match self.inner.store.fail_unreported_due(now_ts()).await {
+            Ok(failed) if !failed.is_empty() => {
+                tracing::warn!(
+                    count = failed.len(),
+                    "operations failed: no asynchronous report before the deadline"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot fail unreported operations"),
         }
         metrics::gauge!("omnidm_dm_sessions_active").set(self.active() as f64);
         if let Ok(depth) = self.inner.store.queue_depth(None).await {
