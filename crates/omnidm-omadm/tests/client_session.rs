@@ -391,9 +391,109 @@ fn hmac_both_ways() {
         .unwrap();
     let out = h.s.poll_transmit(&mut h.tree, h.now).unwrap();
     let m = decode(&out.body).unwrap().message;
-    assert_eq!(statuses(&m)[0].code.0, 212);
+    // DM Security 1.2 §5.4: HMAC authenticates one message: 200, not 212.
+    assert_eq!(statuses(&m)[0].code.0, 200);
     assert_eq!(code(&m, 2), 200);
     assert!(out.hmac_header.is_some(), "every message carries the HMAC");
+}
+
+/// Issue 9 item 2 on the device side, DM Security 1.2 §5.4: the server's HMAC is checked on
+/// EVERY message, not only the first (a later message with a wrong or missing MAC is refused
+/// 401/407 and nothing in it runs), each that passes gets 200 (never 212); the NextNonce the
+/// server sends with each message is the one the device's next MAC uses, and the nonce the
+/// device issued in its Chal is the one it checks the server's later messages with.
+#[test]
+fn rule_dm_security_hmac_every_server_message_is_checked_and_answered_200() {
+    let mut config = ClientConfig::from_profile(&profile());
+    config.client_auth = AuthType::Hmac;
+    config.server_auth = Some(AuthType::Hmac);
+    let server = Credentials::new("omnidm", "serversecret");
+    let device = Credentials::new("device", "devicesecret");
+    let params = SessionParams {
+        client_nonce: Nonce::from_bytes(b"cn".to_vec()),
+        server_nonce: Nonce::from_bytes(b"sn".to_vec()),
+        ..SessionParams::first([3; 16])
+    };
+    let mut h = Harness::with_params(config, params);
+    h.send_cred = false;
+    h.send();
+    // Server message 1: MAC over the nonce "sn", a NextNonce "c2" for the device's next MAC.
+    let mut status = hdr_status(1, 200);
+    if let Command::Status(s) = &mut status {
+        s.chal = Some(Chal {
+            meta: Meta {
+                format: Some("b64".into()),
+                type_: Some("syncml:auth-MAC".into()),
+                next_nonce: Some(Nonce::from_bytes(b"c2".to_vec()).to_b64()),
+                ..Meta::default()
+            },
+        });
+    }
+    h.server_msg += 1;
+    let body = {
+        let m = Message {
+            header: Header {
+                session_id: h.s.session_id().to_owned(),
+                msg_id: h.server_msg,
+                target: Location::new(profile().dev_id),
+                source: Location::new(SERVER_URI),
+                ..Header::default()
+            },
+            body: Body {
+                commands: vec![status, get(2, "./DevInfo/Mod")],
+                final_: true,
+            },
+        };
+        encode(&m, Encoding::Xml)
+    };
+    let mac = HmacHeader::compute(&server, &Nonce::from_bytes(b"sn".to_vec()), &body);
+    h.s.handle_response(&body, Some(&mac.to_header_value()), &mut h.tree, h.now)
+        .unwrap();
+    let out = h.s.poll_transmit(&mut h.tree, h.now).unwrap();
+    let m = decode(&out.body).unwrap().message;
+    assert_eq!(statuses(&m)[0].code.0, 200, "HMAC: 200, not 212");
+    HmacHeader::parse(out.hmac_header.as_deref().unwrap())
+        .unwrap()
+        .verify(&device, &Nonce::from_bytes(b"c2".to_vec()), &out.body)
+        .expect("the device's next MAC uses the server's NextNonce");
+    let issued = statuses(&m)[0]
+        .chal
+        .as_ref()
+        .and_then(|c| c.meta.next_nonce.clone())
+        .map(|n| Nonce::from_b64(&n).unwrap())
+        .expect("the device issues its nonce for the server");
+    // Server message 2 with a MAC over the OLD nonce: refused although message 1 passed.
+    h.client_msg = m.header.msg_id;
+    let body = h.server_message(vec![replace(2, "./Vendor/omnidm/Greeting", "pwned")], true);
+    let stale = HmacHeader::compute(&server, &Nonce::from_bytes(b"sn".to_vec()), &body);
+    h.s.handle_response(&body, Some(&stale.to_header_value()), &mut h.tree, h.now)
+        .unwrap();
+    let out = h.s.poll_transmit(&mut h.tree, h.now).unwrap();
+    let m = decode(&out.body).unwrap().message;
+    assert_eq!(
+        statuses(&m)[0].code.0,
+        401,
+        "every message's MAC is checked"
+    );
+    assert_eq!(code(&m, 2), 401);
+    assert_eq!(
+        h.tree.value("./Vendor/omnidm/Greeting").as_deref(),
+        Some("hello"),
+        "nothing in a refused message runs"
+    );
+    // Server message 3, MAC over the nonce the device issued: accepted, 200.
+    h.client_msg = m.header.msg_id;
+    let body = h.server_message(vec![replace(2, "./Vendor/omnidm/Greeting", "hi")], true);
+    let good = HmacHeader::compute(&server, &issued, &body);
+    h.s.handle_response(&body, Some(&good.to_header_value()), &mut h.tree, h.now)
+        .unwrap();
+    let out = h.s.poll_transmit(&mut h.tree, h.now).unwrap();
+    let m = decode(&out.body).unwrap().message;
+    assert_eq!(statuses(&m)[0].code.0, 200);
+    assert_eq!(
+        h.tree.value("./Vendor/omnidm/Greeting").as_deref(),
+        Some("hi")
+    );
 }
 
 #[test]

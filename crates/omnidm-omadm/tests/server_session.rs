@@ -1976,3 +1976,191 @@ fn rule_the_authentication_failure_reply_respects_the_announced_max_msg_size() {
         assert_eq!(answered, [0, 1, 2], "{enc:?}: every command answered");
     }
 }
+
+/// The device's Status for our SyncHdr, refusing our credentials (`code`), with a Chal whose
+/// NextNonce is `nonce` (MD5), written by hand.
+fn header_status_with_chal_xml(msg_ref: u32, code: u16, nonce: &[u8]) -> String {
+    let b64 = Nonce::from_bytes(nonce.to_vec()).to_b64();
+    format!(
+        "<Status><CmdID>1</CmdID><MsgRef>{msg_ref}</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd>\
+         <TargetRef>DMCtest</TargetRef><SourceRef>{SERVER_URI}</SourceRef>\
+         <Chal><Meta><Type xmlns='syncml:metinf'>syncml:auth-md5</Type>\
+         <Format xmlns='syncml:metinf'>b64</Format><NextNonce xmlns='syncml:metinf'>{b64}</NextNonce>\
+         </Meta></Chal><Data>{code}</Data></Status>"
+    )
+}
+
+fn server_nonce_changes(ev: &[SessionEvent]) -> Vec<Nonce> {
+    ev.iter()
+        .filter_map(|e| match e {
+            SessionEvent::NoncesChanged { server_nonce, .. } => Some(server_nonce.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 9 item 13. DM Security 1.2 §5 and SyncML Meta-Information (NextNonce: "the nonce
+/// to be used in any subsequent communication"): the device's Chal tells us the nonce our
+/// next credentials must use, whatever message it comes in. Here it is the first message the
+/// server sees of a session — the device carries on a session the server had already closed
+/// (its message 2, refusing our Cred, without credentials of its own): the nonce is taken at
+/// once (reported for storage although the message fails client authentication), and once
+/// the device has authenticated our Cred is computed over it.
+#[test]
+fn rule_dm_security_device_chal_resynchronises_the_server_nonce() {
+    let t0 = Instant::now();
+    let mut dev = device(AuthType::Md5, Quirks::default());
+    dev.server_nonce = Nonce::from_bytes(b"stale-server-nonce".to_vec());
+    dev.client_nonce = Nonce::from_bytes(b"client-nonce".to_vec());
+    let mut s = ServerSession::new(&config(), dev, random(), t0);
+    let fresh = b"device-fresh-nonce";
+    let body = device_xml(2, &header_status_with_chal_xml(1, 401, fresh), true);
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 407, "no credentials: challenged");
+    assert!(
+        m.header.cred.is_none(),
+        "no Cred over a nonce from a message that did not authenticate (decision 90)"
+    );
+    let ev = drain(&mut s);
+    assert_eq!(
+        server_nonce_changes(&ev).last(),
+        Some(&Nonce::from_bytes(fresh.to_vec())),
+        "the device's nonce is reported for storage at once: {ev:?}"
+    );
+    // The device answers the challenge; our next message is signed with its nonce.
+    let client_nonce = challenge_nonce(&m);
+    s.handle(
+        Incoming::body(&pkg1_xml(3, &md5_cred_xml("funambol", &client_nonce))),
+        t0,
+    )
+    .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert_eq!(statuses(&m)[0].code.0, 212);
+    let cred = m
+        .header
+        .cred
+        .as_ref()
+        .expect("our Cred, now the device is known");
+    omnidm_syncml::auth::verify_cred_element(
+        cred,
+        &Credentials::new("funambol", "srvpwd"),
+        &Nonce::from_bytes(fresh.to_vec()),
+    )
+    .expect("our Cred uses the nonce of the device's Chal");
+}
+
+/// Issue 9 item 13: a Chal on the device's 212 (accepted, with a new nonce for next time) in
+/// the message that closes the session is stored too, and the next session signs with it.
+#[test]
+fn rule_dm_security_device_chal_in_the_last_message_is_used_by_the_next_session() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Md5, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(
+        Incoming::body(&pkg1_xml(1, &md5_cred_xml("funambol", &Nonce::default()))),
+        t0,
+    )
+    .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    assert!(m.header.cred.is_some());
+    drain(&mut s);
+    let fresh = b"next-one";
+    let body = device_xml(
+        2,
+        &format!(
+            "{}{}<Results><CmdID>3</CmdID><MsgRef>1</MsgRef><CmdRef>4</CmdRef>\
+             <Item><Source><LocURI>./DevInfo/Mod</LocURI></Source><Data>m</Data></Item></Results>",
+            header_status_with_chal_xml(1, 212, fresh),
+            status_xml(2, 1, 4, "Get", 200)
+        ),
+        true,
+    );
+    s.handle(Incoming::body(&body), t0).unwrap();
+    let _ = s.poll_transmit(t0).unwrap();
+    let ev = drain(&mut s);
+    assert!(s.is_finished(), "{ev:?}");
+    let stored = server_nonce_changes(&ev);
+    assert_eq!(stored.last(), Some(&Nonce::from_bytes(fresh.to_vec())));
+    // The next session starts from the stored nonce.
+    let mut dev = device(AuthType::Md5, Quirks::default());
+    dev.server_nonce = Nonce::from_bytes(fresh.to_vec());
+    let mut s = ServerSession::new(&config(), dev, random(), t0);
+    s.handle(
+        Incoming::body(&pkg1_xml(1, &md5_cred_xml("funambol", &Nonce::default()))),
+        t0,
+    )
+    .unwrap();
+    let m = decode_out(&s.poll_transmit(t0).unwrap());
+    omnidm_syncml::auth::verify_cred_element(
+        m.header.cred.as_ref().unwrap(),
+        &Credentials::new("funambol", "srvpwd"),
+        &Nonce::from_bytes(fresh.to_vec()),
+    )
+    .unwrap();
+}
+
+/// Decision 90: the device refusing our Cred again and again ends the session (bounded: no
+/// endless 401 ping-pong), and every refusal's Chal is taken, the last included.
+#[test]
+fn rule_dm_security_repeated_refusals_of_our_cred_are_bounded() {
+    let t0 = Instant::now();
+    let mut s = new_session(AuthType::Md5, Quirks::default(), t0);
+    s.enqueue(
+        1,
+        DmCommand::Get {
+            uri: uri("./DevInfo/Mod"),
+        },
+    )
+    .unwrap();
+    s.handle(
+        Incoming::body(&pkg1_xml(1, &md5_cred_xml("funambol", &Nonce::default()))),
+        t0,
+    )
+    .unwrap();
+    let mut last = s.poll_transmit(t0).unwrap();
+    for i in 0..10u32 {
+        if s.is_finished() {
+            break;
+        }
+        let nonce = format!("n{i}");
+        let body = device_xml(
+            2 + i,
+            &format!(
+                "{}{}",
+                header_status_with_chal_xml(last.msg_id, 401, nonce.as_bytes()),
+                status_xml(2, last.msg_id, 4, "Get", 401)
+            ),
+            true,
+        );
+        s.handle(Incoming::body(&body), t0).unwrap();
+        last = s.poll_transmit(t0).unwrap();
+        let m = decode_out(&last);
+        if let Some(cred) = &m.header.cred {
+            omnidm_syncml::auth::verify_cred_element(
+                cred,
+                &Credentials::new("funambol", "srvpwd"),
+                &Nonce::from_bytes(nonce.into_bytes()),
+            )
+            .expect("each retry uses the latest Chal");
+        }
+    }
+    let ev = drain(&mut s);
+    assert!(
+        s.is_finished(),
+        "the session ends after a bounded number of refusals"
+    );
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SessionEvent::Ended {
+            reason: EndReason::ServerAuthRejected,
+            ..
+        }
+    )));
+}

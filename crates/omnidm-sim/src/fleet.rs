@@ -371,6 +371,52 @@ impl Fleet {
         Some(d.device.lock().await.clone())
     }
 
+    /// Restores the nonces and session counters kept by an earlier run ([`FleetState`]) for
+    /// the devices of this fleet whose entry names the same server; returns how many were
+    /// restored. Call before [`Fleet::run`].
+    pub async fn restore(&self, state: &crate::FleetState) -> usize {
+        let mut restored = 0;
+        for d in &self.inner.devices {
+            let Some(kept) = state.devices.get(&d.account.device_id) else {
+                continue;
+            };
+            let mut device = d.device.lock().await;
+            if kept.server != device.profile.server_uri {
+                continue;
+            }
+            let Some((client_nonce, server_nonce)) = kept.nonces() else {
+                continue;
+            };
+            if let Ok(mut n) = d.server_nonce.lock() {
+                n.clone_from(&server_nonce);
+            }
+            device.client_nonce = client_nonce;
+            device.server_nonce = server_nonce;
+            device.sessions = device.sessions.max(kept.sessions);
+            restored += 1;
+        }
+        restored
+    }
+
+    /// The nonces and session counters of every device now, merged into `previous` (devices
+    /// of other fleets kept in the same file stay as they were).
+    pub async fn snapshot(&self, previous: crate::FleetState) -> crate::FleetState {
+        let mut state = previous;
+        for d in &self.inner.devices {
+            let device = d.device.lock().await;
+            state.devices.insert(
+                d.account.device_id.clone(),
+                crate::DeviceState::new(
+                    &device.profile.server_uri,
+                    &device.client_nonce,
+                    &device.server_nonce,
+                    device.sessions,
+                ),
+            );
+        }
+        state
+    }
+
     /// Stops starting sessions; running ones finish, and [`Fleet::run`] returns. Idempotent;
     /// the next run starts afresh.
     pub fn stop(&self) {

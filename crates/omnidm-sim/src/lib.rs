@@ -30,14 +30,15 @@
 //!
 //! What it does not do: any protocol logic (all of it is in `omnidm-omadm`, which stays
 //! sans-IO; this crate is only its I/O driver), HTTPS or HTTP/2, persistence of device state
-//! across runs (a new run starts with empty nonces, so the server must accept a first
-//! session's challenge flow), SMS/WAP push (package 0 arrives only over the HTTP listener),
+//! across runs beyond what [`FleetState`] keeps (nonces and session counters, saved and
+//! restored by the caller: [`Fleet::snapshot`], [`Fleet::restore`]), SMS/WAP push (package 0 arrives only over the HTTP listener),
 //! and provisioning the server itself (it prints the accounts; a script or test creates them).
 
 mod device;
 mod fleet;
 pub mod http;
 mod push;
+mod state;
 mod stats;
 
 pub use device::{Outcome, SessionReport, SimDevice, random16};
@@ -46,4 +47,5 @@ pub use fleet::{
 };
 pub use http::{HttpClient, HttpError, PlainRequest};
 pub use push::DEVICE_ID_HEADER;
+pub use state::{DeviceState, FleetState, StateError};
 pub use stats::{Failure, Latency, PushSummary, Stats, Summary};

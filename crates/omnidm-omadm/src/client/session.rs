@@ -1199,7 +1199,12 @@ impl ClientSession {
         hmac_header: Option<&str>,
         body: &[u8],
     ) -> (StatusCode, Option<Chal>) {
-        if self.server_authenticated {
+        // DM Security 1.2 §5.4 (HMAC): the MAC authenticates one message, so every server
+        // message is checked, each one that passes gets 200 (212 "for the rest of the
+        // session" only means something for Basic/MD5 `Cred`). Basic/MD5: once per session.
+        let hmac = self.config.server_auth == Some(AuthType::Hmac)
+            || (header.cred.is_none() && hmac_header.is_some());
+        if self.server_authenticated && !hmac {
             return (StatusCode::OK, None);
         }
         let expected = &self.config.server_credentials;
@@ -1213,14 +1218,24 @@ impl ClientSession {
         let wanted = self.config.server_auth.unwrap_or(AuthType::Md5);
         match result {
             Some(Ok(v)) => {
+                let first = !self.server_authenticated;
                 self.server_authenticated = true;
+                let code = if v.auth_type == AuthType::Hmac {
+                    StatusCode::OK
+                } else {
+                    StatusCode::AUTHENTICATION_ACCEPTED
+                };
+                if !first {
+                    // A later HMAC message: checked, nothing more to say.
+                    return (code, None);
+                }
                 self.events.push_back(ClientEvent::ServerAuthenticated {
                     auth_type: v.auth_type,
                 });
                 // A new nonce for the server's next session, as libdmclient does (capture
                 // pkg3): the old one must not be replayed.
                 let chal = (v.auth_type != AuthType::Basic).then(|| self.issue_nonce(v.auth_type));
-                (StatusCode::AUTHENTICATION_ACCEPTED, chal)
+                (code, chal)
             }
             None if self.config.server_auth.is_none() => (StatusCode::OK, None),
             failed => {

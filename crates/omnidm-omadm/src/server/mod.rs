@@ -26,7 +26,9 @@
 //!   session (MD5). HMAC: 200 on every message, each server message with a NextNonce for the
 //!   device's next one (decision 79) → [`SessionEvent::NoncesChanged`].
 //! - Server authentication: our MD5 `Cred` in our first message (quirk, default on) and
-//!   until the device answers 212; the device's `Chal` updates our nonce; after a 401/407 for
+//!   until the device answers 212; the device's `Chal` updates our nonce in whatever message
+//!   it comes, the first of a session and unauthenticated ones included (our `Cred` is then
+//!   withheld until the device authenticates: decision 90); after a 401/407 for
 //!   our SyncHdr, the commands of that message the device did not run are requeued.
 //! - Commands packed into the device's `MaxMsgSize` with [`omnidm_syncml::MessageBudget`];
 //!   packages over several messages (Alert 1222, DM Protocol §6), large objects in chunks

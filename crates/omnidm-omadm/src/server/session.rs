@@ -108,6 +108,9 @@ pub struct ServerSession {
     send_server_cred: bool,
     /// Times the device refused our credentials.
     server_rejections: u32,
+    /// Our nonce was set by a `Chal` in a message that failed client authentication: our
+    /// credentials are withheld until the device authenticates (decision 90).
+    server_nonce_unverified: bool,
     /// The device's MaxMsgSize / MaxObjSize (SyncHdr Meta; the last one announced wins).
     device_max_msg: Option<u64>,
     device_max_obj: Option<u64>,
@@ -175,6 +178,7 @@ impl ServerSession {
             session_nonce: None,
             send_server_cred,
             server_rejections: 0,
+            server_nonce_unverified: false,
             device_max_msg: None,
             engine_alerts: std::collections::BTreeSet::new(),
             carry: VecDeque::new(),
@@ -411,6 +415,15 @@ impl ServerSession {
         let in_msg = msg.header.msg_id;
         let mut header_status = Status::for_header(&msg.header, StatusCode::OK);
 
+        // The device's challenge to us is read first, from any message — the first of a
+        // session included, and one that fails client authentication (issue 9 item 13,
+        // decision 90): its NextNonce is "the nonce to be used in any subsequent
+        // communication" (SyncML Meta-Information, NextNonce; DM Security 1.2 §5), so our
+        // next message, in this session or the next, must use it. A device that carried
+        // on a session we had already closed reaches us here as the first message of a
+        // new one, and its nonce must not be lost with it.
+        let chal_changed_nonce = self.take_device_chal(msg);
+
         // Client authentication (DM Security 1.2 §5; DM Protocol 1.2 §9 Authentication).
         match self.check_client(msg, incoming) {
             Ok(verified) => {
@@ -418,6 +431,8 @@ impl ServerSession {
                 let first = verified.is_some();
                 if let Some(verified) = verified {
                     self.client_authenticated = true;
+                    // The device proved who it is: a nonce its message set is its own.
+                    self.server_nonce_unverified = false;
                     // DM Security 1.2 §5.4 (HMAC): the MAC is checked on every message, so
                     // each one that passes gets 200, never 212 ("authenticated for the rest
                     // of the session" is what 212 means, and only Basic/MD5 work that way).
@@ -444,6 +459,14 @@ impl ServerSession {
             }
             Err(error) => {
                 self.auth_failures += 1;
+                if chal_changed_nonce {
+                    // Anyone can send a Chal in a message that fails authentication: the
+                    // nonce is kept (the real device may need it to resynchronise), but our
+                    // credentials are not computed over it until the device authenticates,
+                    // so that the endpoint cannot be used as an oracle signing nonces of an
+                    // outsider's choice (decision 90).
+                    self.server_nonce_unverified = true;
+                }
                 // Brute force is bounded without breaking the rule that every 401/407 carries
                 // a Chal (DM Security 1.2 §5; DM Protocol 1.2 §9, decision 78): every failed
                 // attempt, the last included, is answered with a fresh nonce, and the session
@@ -632,21 +655,34 @@ impl ServerSession {
 
     /// The device's status for our SyncHdr (DM Security §5: 212 accepted for the session,
     /// 401/407 refused with a Chal). Returns the MsgID whose commands were refused.
-    fn on_header_status(&mut self, st: &Status) -> Option<u32> {
-        if let Some(chal) = &st.chal {
-            if let Some(t) = chal.meta.type_.as_deref().and_then(AuthType::from_wire)
-                && t != AuthType::Basic
-            {
-                self.device.server_auth = t;
-            }
-            if let Some(nn) = chal.meta.next_nonce.as_deref()
-                && let Ok(n) = Nonce::from_b64(nn)
-                && n != self.device.server_nonce
-            {
-                self.device.server_nonce = n;
-                self.nonces_changed();
-            }
+    /// Takes the scheme and NextNonce of the device's `Chal` on its Status for our SyncHdr
+    /// (read before anything else in `process`). True when our nonce changed.
+    fn take_device_chal(&mut self, msg: &Message) -> bool {
+        let chal = msg.body.commands.iter().find_map(|c| match c {
+            Command::Status(st) if st.cmd_ref == 0 => st.chal.as_ref(),
+            _ => None,
+        });
+        let Some(chal) = chal else {
+            return false;
+        };
+        if let Some(t) = chal.meta.type_.as_deref().and_then(AuthType::from_wire)
+            && t != AuthType::Basic
+        {
+            self.device.server_auth = t;
         }
+        if let Some(nn) = chal.meta.next_nonce.as_deref()
+            && let Ok(n) = Nonce::from_b64(nn)
+            && n != self.device.server_nonce
+        {
+            self.device.server_nonce = n;
+            self.nonces_changed();
+            return true;
+        }
+        false
+    }
+
+    fn on_header_status(&mut self, st: &Status) -> Option<u32> {
+        // Its Chal was taken already (`take_device_chal`).
         match st.code.0 {
             212 => {
                 self.send_server_cred = false;
@@ -1068,7 +1104,10 @@ impl ServerSession {
         } else {
             '?'
         };
-        let cred = if self.send_server_cred && self.device.server_auth != AuthType::Hmac {
+        let cred = if self.send_server_cred
+            && !self.server_nonce_unverified
+            && self.device.server_auth != AuthType::Hmac
+        {
             make_cred_with_key(
                 AuthType::Md5,
                 &self.device.server_key,
@@ -1223,10 +1262,15 @@ impl ServerSession {
             body: omnidm_syncml::Body { commands, final_ },
         };
         let body = encode(&message, self.encoding);
-        let hmac = (self.device.server_auth == AuthType::Hmac).then(|| {
-            HmacHeader::compute_with_key(&self.device.server_key, &self.device.server_nonce, &body)
+        let hmac = (self.device.server_auth == AuthType::Hmac && !self.server_nonce_unverified)
+            .then(|| {
+                HmacHeader::compute_with_key(
+                    &self.device.server_key,
+                    &self.device.server_nonce,
+                    &body,
+                )
                 .to_header_value()
-        });
+            });
         if let Some(reason) = end {
             self.end(reason);
         }

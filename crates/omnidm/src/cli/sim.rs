@@ -136,6 +136,40 @@ pub struct SimArgs {
     /// No progress bar (it is only drawn on a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+    /// Keep the devices' nonces and session counters between runs in this file, as real
+    /// devices keep them, so that a later run authenticates at first try [default: a file
+    /// per server, id pattern, seed and scheme in $OMNIDM_SIM_STATE_DIR, else
+    /// $XDG_STATE_HOME/omnidm, else ~/.local/state/omnidm].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_state")]
+    state: Option<std::path::PathBuf>,
+    /// Keep nothing between runs: every run starts with empty nonces (the server challenges
+    /// the devices' first messages and they answer with the nonce it gives).
+    #[arg(long)]
+    no_state: bool,
+}
+
+/// Where the devices' state is kept (`--state`, or the default per fleet), `None` with
+/// `--no-state` or when no state directory is known.
+fn state_path(args: &SimArgs) -> Option<std::path::PathBuf> {
+    if args.no_state {
+        return None;
+    }
+    if let Some(p) = &args.state {
+        return Some(p.clone());
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let dir = env("OMNIDM_SIM_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("XDG_STATE_HOME").map(|d| std::path::PathBuf::from(d).join("omnidm")))
+        .or_else(|| env("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state/omnidm")))?;
+    // One file per fleet: the same devices against the same server share their nonces.
+    use sha2::Digest as _;
+    let key = format!(
+        "{}\n{}\n{}\n{}\n{:?}",
+        args.server, args.id_pattern, args.secret_seed, args.server_id, args.auth
+    );
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    Some(dir.join(format!("sim-{}.json", hex::encode(&digest[..8]))))
 }
 
 /// `30s`, `250ms`, `2m`, `1h`, or a plain number of seconds.
@@ -231,7 +265,33 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let summary = runtime.block_on(drive(&fleet, &args))?;
+    let state = (args.trivial.is_none())
+        .then(|| state_path(&args))
+        .flatten();
+    let summary = runtime.block_on(async {
+        // The devices' nonces from the last run (issue 10 item 2): a missing file is a first
+        // run; an unreadable one is reported and left alone.
+        let kept = match &state {
+            Some(path) => match omnidm_sim::FleetState::load(path) {
+                Ok(kept) => {
+                    fleet.restore(&kept).await;
+                    Some(kept)
+                }
+                Err(e) => {
+                    eprintln!("omnidm sim: {e}; the devices start with empty nonces and it is not overwritten");
+                    None
+                }
+            },
+            None => None,
+        };
+        let summary = drive(&fleet, &args).await;
+        if let (Some(path), Some(kept)) = (&state, kept)
+            && let Err(e) = fleet.snapshot(kept).await.save(path)
+        {
+            eprintln!("omnidm sim: cannot keep the devices' nonces: {e}");
+        }
+        summary
+    })?;
 
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);

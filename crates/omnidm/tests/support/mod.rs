@@ -145,14 +145,21 @@ pub fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `omnidm sim` (no --data-dir: the simulator has no store).
+/// `omnidm sim` (no --data-dir: the simulator has no store). The devices' state file (their
+/// nonces between runs) goes to a directory of this test process, never the user's home.
 pub fn sim(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("sim")
         .args(args)
         .arg("--no-progress")
+        .env("OMNIDM_SIM_STATE_DIR", sim_state_dir())
         .output()
         .unwrap()
+}
+
+/// Where `sim` keeps the simulated devices' state in this test process.
+pub fn sim_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("omnidm-e2e-{}-sim-state", std::process::id()))
 }
 
 /// Provisions `n` simulated devices; returns their ids.

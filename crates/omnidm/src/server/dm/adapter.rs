@@ -550,6 +550,11 @@ impl Ledger {
         }
     }
 
+    /// The nonces for the next session, if the session changed them so far.
+    pub fn nonces(&self) -> Option<&Nonces> {
+        self.nonces.as_ref()
+    }
+
     /// What the store must write. With `ended`, operations the session still holds go
     /// through the recovery rule in the store (resend what is safe, report the rest).
     pub fn outcome(&self, now: Timestamp, ended: bool) -> SessionOutcome {

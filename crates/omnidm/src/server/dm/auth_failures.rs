@@ -85,6 +85,23 @@ impl AuthFailures {
         }
     }
 
+    /// Counts one failure of `device` without an event now: the next [`AuthFailures::due`]
+    /// reports it (at once if the device had no event within the window). For callers that
+    /// cannot write an event where they are (a session dropped from a synchronous path).
+    pub fn count_later(&self, device: &DeviceId, status: u16, now: Instant) {
+        let Ok(mut tallies) = self.tallies.lock() else {
+            return;
+        };
+        let t = tallies.entry(device.clone()).or_insert_with(|| Tally {
+            // No event yet: due at the next sweep.
+            last_event: now.checked_sub(self.window).unwrap_or(now),
+            pending: 0,
+            status,
+        });
+        t.pending += 1;
+        t.status = status;
+    }
+
     /// Events for the devices whose window has passed with failures still unreported; devices
     /// quiet for a whole window are forgotten.
     pub fn due(&self, now: Instant, stamp: Timestamp) -> Vec<NewEvent> {

@@ -274,6 +274,14 @@ struct Live {
     decoy: bool,
     /// Events to write at once (aggregated auth failures), not with the session outcome.
     outbox: Vec<NewEvent>,
+    /// The status of a first failed authentication that is still only a challenge: the
+    /// normal first contact of a device with a stale or no nonce, which answers with the
+    /// Chal's nonce and authenticates. Reported as a failure only if it stays unanswered
+    /// (the session ends, times out or is dropped first) or a second attempt fails too
+    /// (issue 10 item 2, decision 91).
+    challenge: Option<u16>,
+    /// The nonces last written for this session outside its outcome ([`DmEndpoint::save_nonces`]).
+    saved_nonces: Option<omnidm_core::Nonces>,
     /// One span per device session: every log line of its messages carries device and session.
     span: tracing::Span,
 }
@@ -411,7 +419,22 @@ impl DmEndpoint {
                     continue; // ended already
                 };
                 // A session busy with a message right now is in use: leave it.
-                let drop_it = live.try_lock().is_ok_and(|l| !l.authenticated);
+                let drop_it = match live.try_lock() {
+                    Ok(mut l) if !l.authenticated => {
+                        // Its unanswered challenge is a failure after all (decision 91).
+                        if let Some(status) = l.challenge.take()
+                            && !l.decoy
+                        {
+                            self.inner.auth_failures.count_later(
+                                &l.device_id,
+                                status,
+                                Instant::now(),
+                            );
+                        }
+                        true
+                    }
+                    _ => false,
+                };
                 if drop_it {
                     self.remove(&oldest);
                     evicted += 1;
@@ -495,6 +518,9 @@ impl DmEndpoint {
         let reply = live.session.poll_transmit(now);
         ended |= self.drain(live);
         self.send_outbox(live).await;
+        if !ended && !live.session.is_finished() {
+            self.save_nonces(live).await;
+        }
 
         if ended || live.session.is_finished() {
             self.close(live).await;
@@ -604,6 +630,8 @@ impl DmEndpoint {
             closed: false,
             decoy,
             outbox: Vec::new(),
+            challenge: None,
+            saved_nonces: None,
         }));
         self.insert(token, live.clone(), decoy);
         Ok((token, live, decoded))
@@ -636,6 +664,44 @@ impl DmEndpoint {
         if let Err(e) = self.inner.store.append_events(&events, &[]).await {
             tracing::warn!(device = %live.device_id, error = %e, "cannot record auth failures");
         }
+    }
+
+    /// Writes the nonces of a session that has not authenticated (yet) at once, before its
+    /// reply leaves, when they changed: the nonce a device's Chal gave us (it may come in the
+    /// first message of a session, even one that fails authentication: a device carrying on
+    /// a session we had closed) and the nonce our challenge gave the device. Such a session
+    /// may never end normally — the device gives up, it is dropped for newer ones, or it
+    /// waits for its timeout while the device starts another — and the device's next
+    /// session must find them (issue 9 item 13, decision 91). An authenticated session
+    /// writes its nonces with its outcome, in the same transaction as everything else.
+    async fn save_nonces(&self, live: &mut Live) {
+        if live.decoy || live.authenticated {
+            return;
+        }
+        let Some(nonces) = live.ledger.nonces() else {
+            return;
+        };
+        if live.saved_nonces.as_ref() == Some(nonces) {
+            return;
+        }
+        let nonces = nonces.clone();
+        match self.inner.store.set_nonces(&live.device_id, &nonces).await {
+            Ok(()) => live.saved_nonces = Some(nonces),
+            Err(e) => {
+                tracing::warn!(device = %live.device_id, error = %e, "cannot store the device's nonces")
+            }
+        }
+    }
+
+    /// Counts an authentication failure (log, metric, aggregated `auth.failure` event).
+    fn auth_failure(&self, live: &mut Live, status: u16, what: &str) {
+        tracing::warn!(device = %live.device_id, status, "device authentication failed: {what}");
+        metrics::counter!("omnidm_dm_auth_failures_total", "reason" => "credentials").increment(1);
+        let event =
+            self.inner
+                .auth_failures
+                .record(&live.device_id, status, Instant::now(), now_ts());
+        live.outbox.extend(event);
     }
 
     /// Open enrolment: registers an unknown device with the shared secret (MD5 both ways, its
@@ -806,21 +872,34 @@ impl DmEndpoint {
         let mut ended = false;
         while let Some(event) = live.session.poll_event() {
             match &event {
-                SessionEvent::Authenticated(_) => live.authenticated = true,
+                SessionEvent::Authenticated(_) => {
+                    live.authenticated = true;
+                    if let Some(status) = live.challenge.take() {
+                        tracing::debug!(device = %live.device_id, status, "challenge answered");
+                    }
+                }
                 SessionEvent::AuthFailed { status, .. } if live.decoy => {
                     tracing::debug!(device = %live.device_id, %status, "unknown device: challenged");
                 }
+                // DM Security 1.2 §5: a device without the current nonce (a first contact, a
+                // nonce lost on either side) is challenged and answers with the Chal's nonce.
+                // That first 401/407 is the protocol working, not an attack: nothing is
+                // logged above debug and no `auth.failure` is written unless the challenge
+                // stays unanswered (decision 91).
+                SessionEvent::AuthFailed {
+                    status,
+                    attempts: 1,
+                    final_attempt: false,
+                    ..
+                } => {
+                    tracing::debug!(device = %live.device_id, %status, "device challenged");
+                    live.challenge = Some(status.0);
+                }
                 SessionEvent::AuthFailed { status, .. } => {
-                    tracing::warn!(device = %live.device_id, %status, "device authentication failed");
-                    metrics::counter!("omnidm_dm_auth_failures_total", "reason" => "credentials")
-                        .increment(1);
-                    let event = self.inner.auth_failures.record(
-                        &live.device_id,
-                        status.0,
-                        Instant::now(),
-                        stamp,
-                    );
-                    live.outbox.extend(event);
+                    if let Some(first) = live.challenge.take() {
+                        self.auth_failure(live, first, "challenge not met");
+                    }
+                    self.auth_failure(live, status.0, "wrong or missing credentials");
                 }
                 SessionEvent::Ended {
                     reason,
@@ -863,6 +942,9 @@ impl DmEndpoint {
             // Nothing to write: the device does not exist.
             return;
         }
+        if let Some(status) = live.challenge.take() {
+            self.auth_failure(live, status, "the challenge was never answered");
+        }
         self.send_outbox(live).await;
         let stamp = now_ts();
         let mut outcome = live.ledger.outcome(stamp, true);
@@ -870,6 +952,11 @@ impl DmEndpoint {
         // no session.started/ended for it (issue 8 item 17: an outsider must not be able to
         // fill the event log; its failures are counted by `auth_failures`).
         let authenticated = live.authenticated;
+        if !authenticated && outcome.nonces.is_some() && outcome.nonces == live.saved_nonces {
+            // Written already (`save_nonces`); writing them again at a late timeout could
+            // undo what a newer session of the device stored meanwhile.
+            outcome.nonces = None;
+        }
         outcome.events.retain(|e| {
             authenticated || !matches!(e.kind, EventKind::SessionStarted | EventKind::SessionEnded)
         });
