@@ -227,15 +227,6 @@ impl El {
     pub fn text_at(&self, path: &str) -> Option<String> {
         self.at(path).map(|e| e.text.trim().to_owned())
     }
-    /// Every descendant (self included) named `name`, depth first.
-    pub fn find_all<'a>(&'a self, name: &str, out: &mut Vec<&'a El>) {
-        if self.name == name {
-            out.push(self);
-        }
-        for c in &self.children {
-            c.find_all(name, out);
-        }
-    }
 }
 
 /// Parses XML into an element tree (local names, namespaces ignored).
@@ -297,7 +288,6 @@ pub fn parse_xml(bytes: &[u8]) -> El {
 /// A Status of the server's message, read.
 #[derive(Clone, Debug)]
 pub struct St {
-    pub cmd_id: u32,
     pub msg_ref: Option<u32>,
     pub cmd_ref: u32,
     pub cmd: String,
@@ -354,7 +344,6 @@ impl Reply {
         body.all("Status")
             .into_iter()
             .map(|s| St {
-                cmd_id: s.text_at("CmdID").unwrap().parse().unwrap(),
                 msg_ref: s.text_at("MsgRef").map(|m| m.parse().unwrap()),
                 cmd_ref: s.text_at("CmdRef").unwrap().parse().unwrap(),
                 cmd: s.text_at("Cmd").unwrap_or_default(),
