@@ -287,3 +287,61 @@ fn a_device_refusing_the_servers_credentials_gets_the_commands_again() {
     assert_eq!(state, "succeeded", "{results:?}");
     assert_eq!(results[0]["results"][0]["value"], "M2", "{results:?}");
 }
+
+/// DM Security 1.2 §5.4: an HMAC whose MAC does not verify gets 401 with an HMAC Chal for the
+/// SyncHdr and every command; nothing runs.
+#[test]
+fn hmac_with_a_wrong_mac_gets_401() {
+    let b = Bench::start("auth-hmac-401");
+    let dev = b.device(Auth::Hmac);
+    let id = dev.id.clone();
+    let body = dev.msg(vec![alert(1, 1201), devinfo(2, &id)], true).xml();
+    let mac = hmac_header(
+        &dev.client_name,
+        "wrong-secret",
+        &dev.client_nonce,
+        body.as_bytes(),
+    );
+    let reply = post_raw(
+        dev.addr,
+        "/dm",
+        XML,
+        &[("x-syncml-hmac", &mac)],
+        body.as_bytes(),
+    );
+    assert_challenged(&reply, 1, &[1, 2], 401, "syncml:auth-MAC");
+}
+
+/// DM Security 1.2 §5 (the server authenticating to the device): a device that keeps
+/// refusing the server's credentials (401 with a Chal) is not retried forever: after the
+/// third refusal the server ends the session with a Final message, and the refused command
+/// is not lost (it is still to be done).
+#[test]
+fn three_refusals_of_the_servers_credentials_end_the_session() {
+    let b = Bench::start("auth-server-3");
+    let mut dev = b.device(Auth::Md5);
+    let loc = b.queue(&dev, json!([{"type": "get", "path": "./DevInfo/Mod"}]));
+    let mut reply = dev.package1("1");
+    for refusal in 1..=3 {
+        assert!(
+            reply.hdr("Cred").is_some(),
+            "the server presents credentials: {}",
+            reply.text()
+        );
+        let get = reply.commands().into_iter().find(|c| c.name == "Get");
+        let chal = chal_xml("syncml:auth-md5", format!("n{refusal}").as_bytes());
+        let mut msg = vec![status_full(1, reply.msg_id(), 0, "SyncHdr", 401, &chal, "")];
+        if let Some(g) = &get {
+            msg.push(status(2, reply.msg_id(), cmd_id(g), "Get", 401));
+        }
+        reply = dev.send_plain(msg, true);
+    }
+    assert!(reply.is_final(), "{}", reply.text());
+    assert!(reply.commands().is_empty(), "{}", reply.text());
+    let op = b.api.admin("GET", &format!("{loc}/devices"), None);
+    let state = op.body["items"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(state, "queued", "requeued for the next session: {}", op.raw);
+}
