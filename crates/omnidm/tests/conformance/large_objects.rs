@@ -220,3 +220,38 @@ fn an_interrupted_object_gets_alert_1225_and_the_session_goes_on() {
     );
     assert_ne!(reply.hdr_status().code, 407, "{}", reply.text());
 }
+
+/// §7, the device's side of an interruption: a device that sends Alert 1225 for the object
+/// the server is sending in chunks has dropped it; the server stops sending that object, and
+/// the command fails (it was not applied).
+#[test]
+fn a_device_alert_1225_stops_the_object_and_fails_its_command() {
+    let b = Bench::start("lo-dev-1225");
+    let mut dev = b.device(Auth::Md5);
+    dev.max_msg_size = Some(2000);
+    let value = "z".repeat(5000);
+    let loc = b.queue(
+        &dev,
+        json!([{"type": "replace", "path": "./Vendor/X/Big", "value": value}]),
+    );
+    let reply = dev.package1("1");
+    let c = reply.command("Replace");
+    assert!(c.at("Item/MoreData").is_some(), "{}", reply.text());
+    let mut ans = answer(&dev, &reply, &|_| 213, None);
+    let n = ans.len() as u32 + 1;
+    ans.push(format!(
+        "<Alert><CmdID>{n}</CmdID><Data>1225</Data><Item><Source><LocURI>./Vendor/X/Big</LocURI>\
+         </Source></Item></Alert>"
+    ));
+    let reply = dev.send_plain(ans, true);
+    assert!(
+        reply.commands().iter().all(|c| c.name != "Replace"),
+        "no further chunk: {}",
+        reply.text()
+    );
+    if !reply.commands().is_empty() {
+        dev.send_plain(answer_ok(&dev, &reply, None), true);
+    }
+    let (state, results) = b.outcome(&loc);
+    assert_eq!(state, "failed", "{results:#?}");
+}

@@ -177,3 +177,41 @@ fn unsupported_versions_get_505_or_513_and_nothing_runs() {
     let op = b.api.admin("GET", &format!("{loc}/devices"), None);
     assert_eq!(op.body["items"][0]["state"], "queued", "{}", op.raw);
 }
+
+/// DM RepPro 1.2 MaxMsgSize: no server message exceeds what the device announced, the first
+/// one (SyncHdr status with its Chal, the server's Cred, statuses) included (issue 9 item 3).
+#[test]
+fn every_server_message_fits_the_announced_max_msg_size() {
+    let b = Bench::start("pkg-maxmsg");
+    let mut dev = b.device(Auth::Md5);
+    dev.max_msg_size = Some(1400);
+    let loc = b.queue(
+        &dev,
+        json!([
+            {"type": "get", "path": "./DevInfo/Mod"},
+            {"type": "get", "path": "./DevInfo/Man"},
+            {"type": "replace", "path": "./Vendor/X/A", "value": "x".repeat(200)},
+        ]),
+    );
+    let mut reply = dev.package1("1");
+    let mut n = 0;
+    loop {
+        n += 1;
+        assert!(
+            reply.body.len() <= 1400,
+            "message {n}: {} bytes\n{}",
+            reply.body.len(),
+            reply.text()
+        );
+        if reply.commands().is_empty() || n > 20 {
+            break;
+        }
+        let mut ans = answer_ok(&dev, &reply, Some("v"));
+        if !reply.is_final() {
+            let k = ans.len() as u32 + 1;
+            ans.push(alert(k, 1222));
+        }
+        reply = dev.send_plain(ans, true);
+    }
+    assert_eq!(b.outcome(&loc).0, "succeeded");
+}
