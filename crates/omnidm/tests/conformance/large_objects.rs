@@ -48,7 +48,10 @@ fn the_server_sends_a_large_object_in_chunks() {
             let n = ans.len() as u32 + 1;
             ans.push(alert(n, 1222));
         }
-        reply = dev.send_plain(ans, true);
+        // DM Protocol 1.2 (multiple messages): the device closes its package only after the
+        // server closed its own.
+        let fin = reply.is_final();
+        reply = dev.send_plain(ans, fin);
         if !more {
             break;
         }
@@ -243,7 +246,7 @@ fn a_device_alert_1225_stops_the_object_and_fails_its_command() {
         "<Alert><CmdID>{n}</CmdID><Data>1225</Data><Item><Source><LocURI>./Vendor/X/Big</LocURI>\
          </Source></Item></Alert>"
     ));
-    let reply = dev.send_plain(ans, true);
+    let reply = dev.send_plain(ans, false);
     assert!(
         reply.commands().iter().all(|c| c.name != "Replace"),
         "no further chunk: {}",
