@@ -54,7 +54,7 @@ fn missing_credentials_get_407_with_a_chal_on_every_command() {
 
     // The device answers the challenge in the same session (MsgID 2, at RespURI), with the
     // nonce it was given: accepted with 212, and only now the Get goes out.
-    let reply = dev.send_cmds(vec![alert(1, 1201), devinfo(2, &id)], true);
+    let reply = dev.resend_package1(&reply);
     assert_eq!(reply.hdr_status().code, 212, "{}", reply.text());
     assert_eq!(reply.msg_id(), 2, "same session, next MsgID");
     let get = reply.command("Get");
@@ -82,16 +82,16 @@ fn md5_wrong_digest_gets_401_and_the_challenged_nonce_is_accepted() {
     assert_challenged(&reply, 1, &[1, 2], 401, "syncml:auth-md5");
     let challenged = dev.client_nonce.clone();
 
-    let reply = dev.send_cmds(vec![alert(1, 1201), devinfo(2, &id)], true);
+    let reply = dev.resend_package1(&reply);
     let hdr = reply.hdr_status();
     assert_eq!(hdr.code, 212, "{}", reply.text());
     let next = hdr
         .next_nonce()
         .expect("a NextNonce with 212 (DM Security 1.2 §5)");
     assert_ne!(next, challenged, "a fresh nonce for the next session");
-    // The Alert and the DevInfo Replace now get 200.
-    assert_eq!(reply.status_for(2, 1).unwrap().code, 200);
+    // The Alert and the DevInfo Replace (CmdIDs 2 and 3 after our Status) now get 200.
     assert_eq!(reply.status_for(2, 2).unwrap().code, 200);
+    assert_eq!(reply.status_for(2, 3).unwrap().code, 200);
 
     // Nothing was queued: that statuses-only, Final message ended the session (DM Protocol
     // 1.2, session end). The next session authenticates with the nonce given with the 212.
@@ -109,13 +109,30 @@ fn three_failed_attempts_each_get_a_chal_then_the_session_ends() {
     let mut dev = b.device(Auth::Md5);
     b.queue(&dev, json!([{"type": "get", "path": "./DevInfo/Mod"}]));
     let id = dev.id.clone();
+    let mut last: Option<Reply> = None;
     for attempt in 1..=3 {
-        let mut m = dev.msg(vec![alert(1, 1201), devinfo(2, &id)], true);
+        // After a challenge the device also answers the server's SyncHdr; a Status gets no
+        // Status back, the commands do.
+        let (cmds, refs) = match &last {
+            None => (vec![alert(1, 1201), devinfo(2, &id)], vec![1, 2]),
+            Some(r) => (
+                vec![dev.hdr_ok(r, 1), alert(2, 1201), devinfo(3, &id)],
+                vec![2, 3],
+            ),
+        };
+        let mut m = dev.msg(cmds, true);
         m.cred = Some(cred_xml("syncml:auth-md5", "AAAAAAAAAAAAAAAAAAAAAA=="));
         let reply = dev.send(&m);
-        assert_challenged(&reply, attempt, &[1, 2], 401, "syncml:auth-md5");
+        assert_challenged(&reply, attempt, &refs, 401, "syncml:auth-md5");
+        assert_eq!(
+            reply.statuses().len(),
+            3,
+            "the SyncHdr and two commands: {}",
+            reply.text()
+        );
         assert_eq!(reply.msg_id(), attempt, "one session: {}", reply.text());
         assert!(reply.is_final());
+        last = Some(reply);
     }
     // A fourth message at the RespURI is not part of that session any more: it is answered
     // as the first message of a new one (MsgID 1), with the nonce the last Chal gave.
@@ -139,7 +156,7 @@ fn basic_credentials_are_accepted_and_wrong_ones_challenged() {
     ));
     let reply = dev.send(&m);
     assert_challenged(&reply, 1, &[1, 2], 401, "syncml:auth-basic");
-    let reply = dev.send_cmds(vec![alert(1, 1201), devinfo(2, &id)], true);
+    let reply = dev.resend_package1(&reply);
     assert_eq!(reply.hdr_status().code, 212, "{}", reply.text());
 }
 

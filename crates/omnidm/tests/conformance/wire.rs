@@ -651,6 +651,15 @@ impl Dev {
         self.send_cmds(vec![alert(1, 1201), devinfo(2, &id)], true)
     }
 
+    /// Package 1 again after the server challenged us in `challenged` (DM Protocol 1.2,
+    /// authentication: same SessionID, to the RespURI, "MUST contain a Status for the
+    /// SyncHdr"; Alert and DevInfo resent with the credentials asked for).
+    pub fn resend_package1(&mut self, challenged: &Reply) -> Reply {
+        let id = self.id.clone();
+        let hdr = self.hdr_ok(challenged, 1);
+        self.send_cmds(vec![hdr, alert(2, 1201), devinfo(3, &id)], true)
+    }
+
     /// The credentials the server must present to us (DM Security 1.2 §5.3.2), for our
     /// current server nonce.
     pub fn expected_server_md5(&self) -> String {
@@ -804,8 +813,7 @@ pub fn authenticated(dev: &mut Dev, sid: &str) -> Reply {
     let mut reply = dev.package1(sid);
     for _ in 0..2 {
         if matches!(reply.hdr_status().code, 401 | 407) {
-            let id = dev.id.clone();
-            reply = dev.send_cmds(vec![alert(1, 1201), devinfo(2, &id)], true);
+            reply = dev.resend_package1(&reply);
         }
     }
     let code = reply.hdr_status().code;
