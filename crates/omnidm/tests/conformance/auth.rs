@@ -17,6 +17,9 @@ fn assert_challenged(reply: &Reply, msg_ref: u32, cmds: &[u32], code: u16, auth_
     );
     if auth_type != "syncml:auth-basic" {
         assert!(hdr.next_nonce().is_some(), "NextNonce: {}", reply.text());
+        // DM RepPro 1.2 (Chal): with auth-md5 or auth-MAC the Meta Format MUST be b64.
+        let fmt = hdr.chal.as_ref().and_then(|c| c.text_at("Meta/Format"));
+        assert_eq!(fmt.as_deref(), Some("b64"), "{}", reply.text());
     }
     for &c in cmds {
         let st = reply

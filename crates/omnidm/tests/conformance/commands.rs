@@ -139,7 +139,14 @@ fn results_are_matched_to_their_get_by_msg_ref_and_cmd_ref() {
             &chr_data("the-maker"),
         ),
     ];
-    dev.send_plain(msg, true);
+    let reply = dev.send_plain(msg, true);
+    // DM Protocol 1.2 (multiple messages): "Status MUST BE sent in response to Alert but MUST
+    // NOT be sent in response to Results" (whole Results; chunks get 213, see large_objects).
+    assert!(
+        reply.statuses().iter().all(|s| s.cmd != "Results"),
+        "no Status for Results: {}",
+        reply.text()
+    );
     let (state, results) = b.outcome(&loc);
     assert_eq!(state, "succeeded", "{results:#?}");
     assert_eq!(

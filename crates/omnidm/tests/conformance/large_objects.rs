@@ -29,14 +29,18 @@ fn the_server_sends_a_large_object_in_chunks() {
         let c = reply.command("Replace");
         chunks += 1;
         let more = c.at("Item/MoreData").is_some();
+        let size = c
+            .text_at("Item/Meta/Size")
+            .or_else(|| c.text_at("Meta/Size"));
         if chunks == 1 {
             assert_eq!(
-                c.text_at("Item/Meta/Size")
-                    .or_else(|| c.text_at("Meta/Size")),
+                size,
                 Some("5000".into()),
                 "Size on the first chunk: {}",
                 reply.text()
             );
+        } else {
+            assert_eq!(size, None, "Size only on the first chunk: {}", reply.text());
         }
         got.push_str(&c.text_at("Item/Data").unwrap_or_default());
         if more {

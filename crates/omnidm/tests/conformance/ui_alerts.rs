@@ -112,6 +112,43 @@ fn multiple_choice_1104_returns_every_choice() {
     assert_eq!(r["answer"], json!({"choices": [1, 3]}), "{r}");
 }
 
+/// §10 (1104): the chosen items may come back in any order.
+#[test]
+fn multiple_choice_items_in_any_order() {
+    let (state, r) = ui(
+        "ui-1104-order",
+        json!({"type": "multiple_choice", "text": "Question?", "choices": ["a", "b", "c"]}),
+        200,
+        &format!("{}{}", item("3"), item("2")),
+        "1104",
+    );
+    assert_eq!(state, "succeeded", "{r}");
+    let mut got: Vec<u64> = r["answer"]["choices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [2, 3], "{r}");
+}
+
+/// §10 (user interaction alert codes): a device without user interaction answers 406
+/// "optional feature not supported": no answer, the command fails.
+#[test]
+fn a_device_without_ui_answers_406_and_the_command_fails() {
+    let (state, r) = ui(
+        "ui-406",
+        json!({"type": "confirm", "text": "Question?"}),
+        406,
+        "",
+        "1101",
+    );
+    assert_eq!(state, "failed", "{r}");
+    assert_eq!(r["status"], 406);
+    assert!(r.get("answer").is_none_or(|a| a.is_null()), "{r}");
+}
+
 /// §10 (timeouts): 408 — the user did not answer in MAXDT — carries no answer and fails.
 #[test]
 fn a_prompt_that_timed_out_fails_with_408() {
