@@ -18,6 +18,12 @@
 //! | `replay_session_end` | DM Protocol 1.2 session end, MsgID rules (SyncML RepPro 1.2) |
 //! | `package0` | OMA-TS-DM_Notification-V1_2 §6 (package 0) |
 //!
+//! The DM Protocol 1.2 rules were read in a public transcription of the specification's
+//! chapters (multiple messages, large objects, authentication, user interaction; the OMA PDFs
+//! themselves were not reachable, only their first pages); section numbers are the
+//! specification's (§6 multiple messages, §7 large objects, §9 authentication, §10 user
+//! interaction), quoted rules are the text's.
+//!
 //! Asynchronous completion and nonce resynchronisation have suites of their own
 //! (`conformance_async_completion.rs`, `conformance_nonce.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
