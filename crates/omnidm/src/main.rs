@@ -20,14 +20,6 @@ mod server;
 
 use std::process::ExitCode;
 
-/// mimalloc instead of the system allocator (issue 9, performance): under `omnidm serve`
-/// glibc malloc/free took about a quarter of the server's CPU per OMA DM session (session
-/// state, SyncML model and SQL rows are allocated on Tokio workers and freed on sqlx's
-/// SQLite worker thread and vice versa, which glibc's arenas handle with locking and
-/// consolidation); see docs/benchmarks.md, "Issue 9: session cost".
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     cli::main()
 }
