@@ -56,18 +56,24 @@ impl Server {
 
     /// Like [`Server::start_with`], with extra environment variables for the server.
     pub fn start_env(data: &DataDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--data-dir",
-                data.path(),
-                "--dm-listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--data-dir",
+            data.path(),
+            "--dm-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .envs(env.iter().copied());
+        Server::spawn(cmd)
+    }
+
+    /// Starts `cmd` (an `omnidm serve` command line) and waits until it listens.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .env("OMNIDM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
