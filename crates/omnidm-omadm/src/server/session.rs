@@ -1425,7 +1425,13 @@ impl ServerSession {
             }
             self.fail_local(tag, &cmd, StatusCode::REQUEST_ENTITY_TOO_LARGE);
         }
-        let final_ = self.queue.is_empty() || self.device.quirks.no_multi_message;
+        // DM Protocol 1.2 §8.1 (multiple messages): "A server MUST send the Final flag in
+        // every message, when possible" — the exceptions are a large object in progress
+        // (returned above) and the "Next Message" response. So a message that carries commands
+        // closes our package even when more are queued: they go in the next package, after
+        // the device's statuses. Only a message that could place no command at all stays open
+        // (continued on the device's Alert 1222), or the session would end with work queued.
+        let final_ = self.queue.is_empty() || added || self.device.quirks.no_multi_message;
         // Two continuation messages in a row that could place nothing: the head command will
         // never fit; it is refused (413) next time instead of spinning forever.
         if added || final_ {

@@ -150,7 +150,6 @@ fn commands_beyond_one_message_are_spread_and_each_arrives_once() {
 /// So commands that do not fit one message go in the next *package*: every server message
 /// that carries commands and no chunk has Final.
 #[test]
-#[ignore = "deviation: the server spreads ordinary commands over a multi-message package             (messages without Final, continued on Alert 1222) instead of closing each message             with Final and sending the rest in the next package (engine `fill`, decision 81)"]
 fn a_server_message_without_a_chunk_is_final() {
     let b = Bench::start("pkg-srv-final");
     let mut dev = b.device(Auth::Md5);
