@@ -745,3 +745,49 @@ fn a_failing_webhook_backs_off_is_disabled_and_resumes_where_it_stopped() {
     assert_eq!(api.admin("GET", &hook, None).body["failures"], 0);
     server.stop();
 }
+
+/// `omnidm api events list --limit N` fetches N events, not pages of the default size until N
+/// are in hand (issue 10: the listing made millions of calls; `--limit` must limit what is
+/// fetched). One call for 105 events where the default page is 100.
+#[test]
+fn the_cli_event_list_fetches_no_more_than_its_limit() {
+    let data = DataDir::new("wsi-cli-events-limit");
+    let server = Server::start(&data);
+    let api = Api::new(&server, &data);
+    provision(&data, &server.dm_url(), 60, &[]);
+    ok(sim(&["--server", &server.dm_url(), "--devices", "60"]));
+    let all = api.admin("GET", "/api/v1/events?limit=1000", None);
+    let total = all.body["items"].as_array().unwrap().len();
+    assert!(
+        total > 105,
+        "enough events to need two default pages: {total}"
+    );
+
+    let event_calls = || {
+        let r = api.admin("GET", "/api/v1/audit?limit=1000", None);
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["path"] == "/api/v1/events")
+            .count()
+    };
+    let before = event_calls();
+    let url = format!("http://{}", server.api);
+    let key_file = data.0.join("admin.key");
+    let out = ok(std::process::Command::new(support::BIN)
+        .args([
+            "api",
+            "--url",
+            &url,
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ])
+        .args(["events", "list", "--limit", "105", "--json"])
+        .output()
+        .unwrap());
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 105);
+    assert_eq!(event_calls() - before, 1, "one call for 105 events");
+    server.stop();
+}

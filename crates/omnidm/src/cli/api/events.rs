@@ -175,6 +175,12 @@ pub async fn run_events(client: &Client, cmd: EventsCommand) -> anyhow::Result<(
             let mut events = Vec::new();
             let mut cursor = after.unwrap_or(0).to_string();
             loop {
+                // `--limit` bounds what is fetched, not only what is printed: each page asks
+                // for what is still missing (the API serves at most 1,000 per page).
+                if let Some(n) = limit {
+                    let missing = n.saturating_sub(events.len()).clamp(1, 1000);
+                    q = q.with("limit", &missing.to_string());
+                }
                 let page = client.get(&["events"], &q).await?;
                 let (mut items, next) = super::split_page(page)?;
                 events.append(&mut items);
