@@ -41,6 +41,10 @@ pub struct ApiOptions {
     /// for without expiry, or with a later one, expire then. `None`: no cap. Admin keys are
     /// not capped.
     pub max_key_lifetime: Option<std::time::Duration>,
+    /// True when the server can wake devices up (a push gateway for package 0). Without it,
+    /// an operation submitted with `notify` is accepted with a warning: its devices run it at
+    /// their next session.
+    pub wake_up_available: bool,
 }
 
 impl Default for ApiOptions {
@@ -54,6 +58,7 @@ impl Default for ApiOptions {
             webhook_retry_base: std::time::Duration::from_secs(1),
             webhook_proxy: None,
             max_key_lifetime: None,
+            wake_up_available: false,
         }
     }
 }

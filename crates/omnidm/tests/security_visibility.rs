@@ -342,6 +342,8 @@ fn cursors_and_notifications_reveal_nothing_of_others() {
         Some(json!({"target": {"device": "IMEI:1"}, "notify": true, "commands": [{"type": "get", "path": "./DevInfo/Mod"}]})),
     );
     assert_eq!(r.status, 202, "{}", r.raw);
+    // A push gateway is configured: no warning about notify.
+    assert!(r.body.get("warnings").is_none(), "{}", r.raw);
     let notified = eventually(15, || {
         let r = api.admin(
             "GET",

@@ -631,6 +631,22 @@ fn the_cli_drives_the_api() {
     let shown: Value = serde_json::from_slice(&waited.stdout).unwrap();
     assert_eq!(shown["state"], "queued", "{shown}");
     assert!(String::from_utf8_lossy(&waited.stderr).contains("did not complete within 2 s"));
+    // notify on a server without a push gateway: accepted, with a warning that no device was
+    // asked to call in (issue 10: it used to do nothing, silently).
+    let notified = api_cli(&[
+        "ops",
+        "submit",
+        "--device",
+        "IMEI:42",
+        "get:./DevInfo/Mod",
+        "--notify",
+    ]);
+    assert!(notified.status.success(), "{notified:?}");
+    let err = String::from_utf8_lossy(&notified.stderr);
+    assert!(
+        err.contains("warning: notify: this server has no push gateway"),
+        "{err}"
+    );
     // A denial prints the problem and exits non-zero.
     let denied = std::process::Command::new(support::BIN)
         .args([

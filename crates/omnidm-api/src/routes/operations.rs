@@ -330,6 +330,10 @@ pub struct OperationView {
     /// Cursor for `/operations/{id}/devices` when there are more devices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices_next_cursor: Option<String>,
+    /// What the server could not do as asked (in the submit answer only), e.g. `notify`
+    /// without a push gateway: the devices run the operation at their next session.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn overall(c: &JobCounts) -> OperationState {
@@ -377,6 +381,7 @@ async fn view<S: WsiStore>(api: &Api<S>, job: &Job) -> ApiResult<(OperationView,
                 .then(|| ops.last().map(|o| encode_cursor(o.device_id.as_str())))
                 .flatten(),
             devices: ops.iter().map(device_op_view).collect(),
+            warnings: Vec::new(),
         },
         done,
     ))
@@ -561,6 +566,11 @@ fn hidden_devices(app: &omnidm_core::AppId, hidden: &[&DeviceId], invisible: usi
     }
 }
 
+/// The submit answer's warning for `notify` on a server without a push gateway.
+const NOTIFY_WITHOUT_GATEWAY: &str = "notify: this server has no push gateway configured, so \
+    no device was asked to call in; the devices run the operation at their next session \
+    (configure [push] gateway_url or --push-gateway)";
+
 async fn submit_job<S: WsiStore>(
     api: &Api<S>,
     caller: &Caller,
@@ -611,7 +621,16 @@ async fn submit_job<S: WsiStore>(
     if let Some(w) = wait {
         wait_for(api, job.id, w).await?;
     }
-    let (view, done) = view(api, &job).await?;
+    let (mut view, done) = view(api, &job).await?;
+    if notify && !api.shared.options.wake_up_available {
+        tracing::warn!(
+            operation = job.id.0,
+            app = %caller.app.id,
+            "operation submitted with notify, but no push gateway is configured: its devices \
+             run it at their next session"
+        );
+        view.warnings.push(NOTIFY_WITHOUT_GATEWAY.into());
+    }
     let status = if done {
         StatusCode::OK
     } else {

@@ -87,6 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         webhook_retry_base: config.webhook_retry_base,
         webhook_proxy: config.webhook_proxy.clone(),
         max_key_lifetime: config.max_key_lifetime,
+        wake_up_available: config.push_gateway.is_some(),
         ..omnidm_api::ApiOptions::default()
     };
     let (wsi, wsi_tasks) = omnidm_api::Api::start(store.clone(), api_options, stop_rx.clone())

@@ -396,6 +396,15 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> anyhow::Result<()> {
                 "expires_in": expires_in,
             });
             let op = client.post(&["operations"], &body).await?;
+            // What the server could not do as asked (e.g. notify without a push gateway).
+            for warning in op
+                .get("warnings")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+            }
             let id = op
                 .get("id")
                 .and_then(Value::as_u64)
