@@ -358,14 +358,25 @@ fn wrong_credentials_cannot_flood_the_event_log() {
         assert!(body.contains("<Data>401</Data>"));
     }
     let sending = started.elapsed();
-    // Let the sessions time out and the window pass, so every count is flushed.
-    std::thread::sleep(Duration::from_secs(5));
-    let after = events_after(&api, mark);
+    // Let the sessions time out (a single unanswered challenge counts when its session ends,
+    // decision 91) and the window pass, so every count is flushed: 1 s timeout, the sweep,
+    // then the 3 s window; polled, with a deadline well past that.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let counted = |events: &[Value]| -> u64 {
+        of_type(events, "auth.failure")
+            .iter()
+            .map(|e| e["data"]["count"].as_u64().unwrap())
+            .sum()
+    };
+    let after = loop {
+        let after = events_after(&api, mark);
+        if counted(&after) >= 200 || Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     let failures = of_type(&after, "auth.failure");
-    let total: u64 = failures
-        .iter()
-        .map(|e| e["data"]["count"].as_u64().unwrap())
-        .sum();
+    let total = counted(&after);
     eprintln!(
         "200 bad messages in {sending:?}: {} auth.failure events, counts {:?}; {} events in all",
         failures.len(),
