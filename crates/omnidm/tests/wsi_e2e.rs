@@ -581,7 +581,7 @@ fn the_event_stream_resumes_after_the_last_event_id() {
 #[test]
 fn the_cli_drives_the_api() {
     let data = DataDir::new("wsi-cli");
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &["--allow-private-webhooks"]);
     let url = format!("http://{}", server.api);
     let key_file = data.0.join("admin.key");
     let api_cli = |args: &[&str]| {
@@ -647,6 +647,31 @@ fn the_cli_drives_the_api() {
         err.contains("warning: notify: this server has no push gateway"),
         "{err}"
     );
+
+    // What the API offers, the CLI offers (issue 10: /me, PATCH of apps, devices and groups,
+    // webhook re-enable).
+    let json = |args: &[&str]| -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&ok(api_cli(&all))).unwrap()
+    };
+    assert_eq!(json(&["me"])["app"]["id"], "admin");
+    assert_eq!(
+        json(&["apps", "update", "cli-app", "--rate-limit", "5"])["rate_limit"],
+        5
+    );
+    assert!(json(&["apps", "update", "cli-app", "--rate-limit", "none"])["rate_limit"].is_null());
+    let tagged = json(&["devices", "update", "IMEI:42", "--tag", "a", "--tag", "b"]);
+    assert_eq!(tagged["tags"], json!(["a", "b"]));
+    ok(api_cli(&["groups", "create", "g1", "--static"]));
+    assert_eq!(
+        json(&["groups", "update", "g1", "--description", "lab"])["description"],
+        "lab"
+    );
+    let hook = json(&["webhooks", "create", "http://127.0.0.1:9/hook"]);
+    let hook_id = hook["id"].as_u64().unwrap().to_string();
+    assert_eq!(json(&["webhooks", "disable", &hook_id])["enabled"], false);
+    assert_eq!(json(&["webhooks", "enable", &hook_id])["enabled"], true);
     // A denial prints the problem and exits non-zero.
     let denied = std::process::Command::new(support::BIN)
         .args([

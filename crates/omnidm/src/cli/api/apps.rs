@@ -43,6 +43,21 @@ pub enum AppsCommand {
         /// Application id.
         id: String,
     },
+    /// Changes an application's description, rate limit or daily quota (`none` removes a
+    /// limit).
+    Update {
+        /// Application id.
+        id: String,
+        /// What the application is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// Requests per second, or `none`.
+        #[arg(long, value_name = "N|none")]
+        rate_limit: Option<String>,
+        /// Requests per UTC day, or `none`.
+        #[arg(long, value_name = "N|none")]
+        daily_quota: Option<String>,
+    },
     /// Disables an application: its keys stop working until it is enabled.
     Disable {
         /// Application id.
@@ -187,6 +202,30 @@ pub async fn run_apps(client: &Client, cmd: AppsCommand) -> anyhow::Result<()> {
         AppsCommand::Show { id } => {
             print_object(client, &client.get(&["apps", &id], &Query::new()).await?)
         }
+        AppsCommand::Update {
+            id,
+            description,
+            rate_limit,
+            daily_quota,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(d) = description {
+                body.insert("description".into(), json!(d));
+            }
+            if let Some(r) = rate_limit {
+                body.insert("rate_limit".into(), limit_value("--rate-limit", &r)?);
+            }
+            if let Some(q) = daily_quota {
+                body.insert("daily_quota".into(), limit_value("--daily-quota", &q)?);
+            }
+            if body.is_empty() {
+                anyhow::bail!(
+                    "nothing to change; give --description, --rate-limit or --daily-quota"
+                );
+            }
+            let answer = client.patch(&["apps", &id], &Value::Object(body)).await?;
+            print_object(client, &answer)
+        }
         AppsCommand::Disable { id } => {
             let answer = client
                 .patch(&["apps", &id], &json!({"disabled": true}))
@@ -308,4 +347,14 @@ pub async fn run_grants(client: &Client, cmd: GrantsCommand) -> anyhow::Result<(
             print_done(client, &answer, &format!("deleted grant {id}"))
         }
     }
+}
+
+/// A limit as the API takes it: a number, or `null` for `none`.
+fn limit_value(flag: &str, text: &str) -> anyhow::Result<Value> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Value::Null);
+    }
+    text.parse::<u64>()
+        .map(|n| json!(n))
+        .map_err(|_| anyhow::anyhow!("{flag} {text:?}: give a whole number, or `none`"))
 }

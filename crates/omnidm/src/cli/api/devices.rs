@@ -95,6 +95,17 @@ pub enum DevicesCommand {
         #[arg(long, value_name = "N")]
         depth: Option<u32>,
     },
+    /// Changes a device's tags or quirk profile.
+    Update {
+        /// Device id.
+        id: String,
+        /// The device's tags, replacing the current ones (repeatable; `--tag ''` clears).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Option<Vec<String>>,
+        /// Quirk profile (`standard`, `constrained`), or `none` to let the server's rules decide.
+        #[arg(long, value_name = "PROFILE|none")]
+        quirks: Option<String>,
+    },
     /// Deletes a device.
     Delete {
         /// Device id.
@@ -234,6 +245,28 @@ pub async fn run(client: &Client, cmd: DevicesCommand) -> anyhow::Result<()> {
                 "nothing cached there yet (or no grant covers it); values arrive with the \
                  device's sessions: queue a get with `omnidm api ops submit`",
             )
+        }
+        DevicesCommand::Update { id, tags, quirks } => {
+            let mut body = serde_json::Map::new();
+            if let Some(tags) = tags {
+                let tags: Vec<String> = tags.into_iter().filter(|t| !t.is_empty()).collect();
+                body.insert("tags".into(), json!(tags));
+            }
+            if let Some(q) = quirks {
+                let profile = if q.eq_ignore_ascii_case("none") {
+                    Value::Null
+                } else {
+                    json!(q)
+                };
+                body.insert("quirk_profile".into(), profile);
+            }
+            if body.is_empty() {
+                anyhow::bail!("nothing to change; give --tag or --quirks");
+            }
+            let answer = client
+                .patch(&["devices", &id], &Value::Object(body))
+                .await?;
+            print_object(client, &answer)
         }
         DevicesCommand::Delete { id } => {
             let answer = client.delete(&["devices", &id]).await?;

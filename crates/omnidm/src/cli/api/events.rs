@@ -46,8 +46,10 @@ pub enum EventsCommand {
 pub enum WebhooksCommand {
     /// Subscribes a URL to events; prints the signing secret once.
     Create {
-        /// Where deliveries are POSTed (http:// or https://).
-        url: String,
+        /// Where deliveries are POSTed (http:// or https://). (Not named `url`: that id is
+        /// the global `--url` of the API, which a positional of the same id would overwrite.)
+        #[arg(value_name = "URL")]
+        target: String,
         /// Only these event types (comma-separated or repeated; default: all).
         #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
         types: Vec<String>,
@@ -56,6 +58,17 @@ pub enum WebhooksCommand {
     List,
     /// Deletes a subscription.
     Delete {
+        /// Subscription id.
+        id: u64,
+    },
+    /// Enables a subscription again (after the receiver is fixed: it was disabled after
+    /// repeated failures); deliveries resume from where they stopped.
+    Enable {
+        /// Subscription id.
+        id: u64,
+    },
+    /// Disables a subscription: no deliveries until it is enabled.
+    Disable {
         /// Subscription id.
         id: u64,
     },
@@ -308,8 +321,8 @@ async fn tail(
 /// Runs an `api webhooks` subcommand.
 pub async fn run_webhooks(client: &Client, cmd: WebhooksCommand) -> anyhow::Result<()> {
     match cmd {
-        WebhooksCommand::Create { url, types } => {
-            let mut body = json!({"url": url});
+        WebhooksCommand::Create { target, types } => {
+            let mut body = json!({"url": target});
             if !types.is_empty()
                 && let Some(obj) = body.as_object_mut()
             {
@@ -324,7 +337,7 @@ pub async fn run_webhooks(client: &Client, cmd: WebhooksCommand) -> anyhow::Resu
                 .and_then(Value::as_str)
                 .context("the API answered without the signing secret")?;
             outln!(
-                "created webhook {} → {url}; signing secret:",
+                "created webhook {} → {target}; signing secret:",
                 super::cell(&answer, "id")
             );
             outln!();
@@ -353,6 +366,14 @@ pub async fn run_webhooks(client: &Client, cmd: WebhooksCommand) -> anyhow::Resu
                 ],
                 "no webhooks; subscribe with `omnidm api webhooks create URL`",
             )
+        }
+        WebhooksCommand::Enable { id } | WebhooksCommand::Disable { id } => {
+            let enabled = matches!(cmd, WebhooksCommand::Enable { .. });
+            let answer = client
+                .patch(&["webhooks", &id.to_string()], &json!({"enabled": enabled}))
+                .await?;
+            let what = if enabled { "enabled" } else { "disabled" };
+            print_done(client, &answer, &format!("{what} webhook {id}"))
         }
         WebhooksCommand::Delete { id } => {
             let answer = client.delete(&["webhooks", &id.to_string()]).await?;

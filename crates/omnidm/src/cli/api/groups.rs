@@ -53,6 +53,14 @@ pub enum GroupsCommand {
         /// Group id.
         id: String,
     },
+    /// Changes a group's description.
+    Update {
+        /// Group id.
+        id: String,
+        /// The new description.
+        #[arg(long)]
+        description: String,
+    },
     /// Deletes a group (its devices stay).
     Delete {
         /// Group id.
@@ -176,6 +184,12 @@ pub async fn run(client: &Client, cmd: GroupsCommand) -> anyhow::Result<()> {
         }
         GroupsCommand::Show { id } => {
             print_object(client, &client.get(&["groups", &id], &Query::new()).await?)
+        }
+        GroupsCommand::Update { id, description } => {
+            let answer = client
+                .patch(&["groups", &id], &json!({"description": description}))
+                .await?;
+            print_object(client, &answer)
         }
         GroupsCommand::Delete { id } => {
             let answer = client.delete(&["groups", &id]).await?;

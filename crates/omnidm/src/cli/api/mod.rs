@@ -90,6 +90,8 @@ enum ApiCommand {
     Charging(charging::ChargingCommand),
     /// The audit log of API calls.
     Audit(charging::AuditArgs),
+    /// Who the key is: its application, role and grants (`GET /me`).
+    Me,
 }
 
 /// Runs an `api` subcommand.
@@ -111,6 +113,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<Outcome> {
             ApiCommand::Webhooks(cmd) => events::run_webhooks(&client, cmd).await,
             ApiCommand::Charging(cmd) => charging::run_charging(&client, cmd).await,
             ApiCommand::Audit(args) => charging::run_audit(&client, args).await,
+            ApiCommand::Me => print_object(&client, &client.get(&["me"], &Query::new()).await?),
         }
     })?;
     Ok(Outcome::Ok)
