@@ -569,3 +569,40 @@ fn devices_keep_authenticating_session_after_session() {
     assert_eq!(summary["succeeded"], 12, "{summary}");
     server.stop();
 }
+
+/// SIGTERM stops the server within a bounded grace period even when clients hold connections
+/// that never finish a request (issue 10: it waited forever, still running after 35 s).
+#[test]
+fn sigterm_stops_despite_stalled_connections() {
+    use std::io::Write as _;
+    let data = DataDir::new("e2e-stalled-stop");
+    let mut server = Server::start(&data);
+    // Half a request line on each listener, and an idle connection: none ever completes.
+    let mut stalled = Vec::new();
+    for addr in [server.api, server.dm, server.api] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /heal").unwrap();
+        stalled.push(s);
+    }
+    stalled.push(std::net::TcpStream::connect(server.dm).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = started + Duration::from_secs(25);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 25 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    eprintln!("stopped {:?} after SIGTERM", started.elapsed());
+    drop(stalled);
+}

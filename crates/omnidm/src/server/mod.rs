@@ -127,6 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let dm_server =
         axum::serve(dm_listener, dm_routes).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let mut grace_stop = stop_rx.clone();
     let sweeper = {
         let endpoint = endpoint.clone();
         let mut stop = stop_rx;
@@ -153,10 +154,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ready.store(false, Ordering::SeqCst);
         let _ = stop_tx.send(true);
     });
-    let (a, d) = tokio::join!(api_server, dm_server);
+    // Graceful, but bounded: connections that never finish a request (a slow or stalled
+    // client, an event stream) must not keep the process from stopping (issue 10).
+    let servers = async { tokio::join!(api_server, dm_server) };
+    tokio::pin!(servers);
+    let (a, d) = tokio::select! {
+        done = &mut servers => done,
+        () = async {
+            let _ = grace_stop.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the shutdown grace period are closed"
+            );
+            (Ok(()), Ok(()))
+        }
+    };
     let _ = sweeper.await;
     // Flushes the audit log (its writer ends when the routers are dropped with the servers).
-    let _ = wsi_tasks.await;
+    // Connections closed by the grace period may still hold a router: the writer has written
+    // everything it received by then (it writes as entries arrive), so the wait is bounded.
+    if tokio::time::timeout(AUDIT_FLUSH, wsi_tasks).await.is_err() {
+        tracing::warn!("the audit writer did not end: connections were closed by the grace period");
+    }
     // Sessions still open are parked: what they learned is written, what they hold is
     // recovered (requeued, or reported when it may have run).
     endpoint.park_all().await;
@@ -166,6 +187,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("omnidm stopped");
     Ok(())
 }
+
+/// How long a stopping server lets in-flight requests finish before it closes what is left.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the WSI's background tasks get to finish after the listeners have stopped.
+const AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// This process's node id: prefixes session ids so that a restarting node recovers only its
 /// own sessions when several nodes share one PostgreSQL database.
