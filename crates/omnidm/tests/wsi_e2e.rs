@@ -813,7 +813,16 @@ fn the_cli_event_list_fetches_no_more_than_its_limit() {
             .filter(|e| e["path"] == "/api/v1/events")
             .count()
     };
-    let before = event_calls();
+    // The audit log is written behind the answers: wait for the one listing made above.
+    let settled = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while event_calls() < want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        event_calls()
+    };
+    assert_eq!(settled(1), 1);
     let url = format!("http://{}", server.api);
     let key_file = data.0.join("admin.key");
     let out = ok(std::process::Command::new(support::BIN)
@@ -829,6 +838,6 @@ fn the_cli_event_list_fetches_no_more_than_its_limit() {
         .unwrap());
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 105);
-    assert_eq!(event_calls() - before, 1, "one call for 105 events");
+    assert_eq!(settled(2), 2, "one call for 105 events");
     server.stop();
 }
