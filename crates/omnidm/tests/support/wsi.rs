@@ -125,13 +125,25 @@ impl Api {
         self.as_(&self.admin, method, path, body)
     }
 
-    /// Creates an application; returns its key.
+    /// Creates an application; returns its key. A 503 ("retry later") is retried as a client
+    /// should: two servers on one SQLite file (tests of cross-node behaviour) can refuse a
+    /// write transaction whose snapshot the other node's commit invalidated.
     pub fn app(&self, id: &str) -> String {
-        let r = self.admin(
-            "POST",
-            "/api/v1/apps",
-            Some(json!({"id": id, "description": "test"})),
-        );
+        let create = || {
+            self.admin(
+                "POST",
+                "/api/v1/apps",
+                Some(json!({"id": id, "description": "test"})),
+            )
+        };
+        let mut r = create();
+        for _ in 0..3 {
+            if r.status != 503 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            r = create();
+        }
         assert_eq!(r.status, 201, "{}", r.raw);
         r.body["key"]["key"].as_str().unwrap().to_owned()
     }
