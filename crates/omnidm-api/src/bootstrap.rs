@@ -6,9 +6,9 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use omnidm_core::{AppId, Application, Role, WsiStore};
+use omnidm_core::{AppId, Application, Role, Timestamp, WsiStore};
 
-use crate::auth::mint_key;
+use crate::auth::{MintedKey, mint_key};
 use crate::wire::now;
 
 /// File name of the bootstrap key inside the data directory.
@@ -35,10 +35,7 @@ pub async fn ensure_admin<S: WsiStore>(
         created_at: t,
         updated_at: t,
     };
-    let key = tokio::task::spawn_blocking(move || mint_key(&id, t, None))
-        .await
-        .map_err(|e| BootstrapError(e.to_string()))?
-        .map_err(|e| BootstrapError(e.detail))?;
+    let key = mint_admin_key(id, t).await?;
     let path = data_dir.join(ADMIN_KEY_FILE);
     write_private(&path, &format!("{}\n", key.text))?;
     store.create_app(&app).await?;
@@ -82,13 +79,7 @@ pub async fn reset_admin_key<S: WsiStore>(
             path.display()
         )));
     }
-    let minted = {
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || mint_key(&id, t, None))
-            .await
-            .map_err(|e| BootstrapError(e.to_string()))?
-            .map_err(|e| BootstrapError(e.detail))?
-    };
+    let minted = mint_admin_key(id.clone(), t).await?;
     // The file, then the new key, then the revocations: whatever fails part way, the key in
     // the file works or nothing has changed.
     write_private(&path, &format!("{}\n", minted.text))?;
@@ -111,6 +102,14 @@ pub async fn reset_admin_key<S: WsiStore>(
         revoked,
         reenabled,
     })
+}
+
+/// A new key for the admin application, hashed off the async runtime (argon2 is slow).
+async fn mint_admin_key(id: AppId, t: Timestamp) -> Result<MintedKey, BootstrapError> {
+    tokio::task::spawn_blocking(move || mint_key(&id, t, None))
+        .await
+        .map_err(|e| BootstrapError(e.to_string()))?
+        .map_err(|e| BootstrapError(e.detail))
 }
 
 /// Creates `path` for the key: exclusively (`O_CREAT|O_EXCL`: never an existing file, never

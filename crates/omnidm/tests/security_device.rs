@@ -12,10 +12,10 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::wsi::{Api, metric};
-use support::{BIN, DataDir, Server, ok, omnidm, provision};
+use support::{DataDir, Server, ok, omnidm, provision};
 
 const ID_PATTERN: &str = "IMEI:35900000{:07}";
 
@@ -448,16 +448,7 @@ fn a_fresh_data_dir_and_its_files_are_private() {
 /// `omnidm serve` on `data`, expected to refuse to start; its stderr. A server still running
 /// after 10 s has started: it is killed and the test fails.
 fn refused(data: &DataDir) -> String {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            data.path(),
-            "--dm-listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = support::serve_command(data)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

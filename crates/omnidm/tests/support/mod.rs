@@ -38,6 +38,21 @@ impl Drop for DataDir {
     }
 }
 
+/// `omnidm serve` on `data` with both listeners on free loopback ports.
+pub fn serve_command(data: &DataDir) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.path(),
+        "--dm-listen",
+        "127.0.0.1:0",
+        "--api-listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
 /// A running `omnidm serve`.
 pub struct Server {
     pub child: Child,
@@ -56,18 +71,8 @@ impl Server {
 
     /// Like [`Server::start_with`], with extra environment variables for the server.
     pub fn start_env(data: &DataDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args([
-            "serve",
-            "--data-dir",
-            data.path(),
-            "--dm-listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .envs(env.iter().copied());
+        let mut cmd = serve_command(data);
+        cmd.args(extra).envs(env.iter().copied());
         Server::spawn(cmd)
     }
 
